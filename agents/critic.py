@@ -1,0 +1,129 @@
+"""critic: deterministic checks first (schema, required words, length), then an LLM rubric and
+a check that the draft really has its assigned traits. The verdict is accept, revise (with
+feedback, bounded by ``critic.max_revisions``) or reject with a reason from ``RejectReason``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from personaloom.agents.models import RejectReason, critic_model, trait_field
+from personaloom.agents.writer import render_record
+from personaloom.graphs.state import DraftTask
+from personaloom.ids import stable_seed
+from personaloom.llm import CallInfo
+from personaloom.spec import Spec
+
+ROLE = "critic"
+_WORD = re.compile(r"[A-Za-z0-9']+")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A failed check: the reason and what to tell the writer."""
+
+    reason: RejectReason
+    feedback: str
+
+
+@dataclass(frozen=True)
+class Review:
+    score: int
+    feedback: str
+    traits: dict[str, bool] = field(default_factory=dict)
+
+
+def text_of(spec: Spec, record: dict[str, Any]) -> str:
+    """The record's text fields joined: what word and length checks and embeddings see."""
+    parts = []
+    for name in spec.text_fields():
+        value = record.get(name)
+        parts.extend(value if isinstance(value, list) else [value or ""])
+    return "\n".join(str(p) for p in parts)
+
+
+def word_forms(word: str) -> set[str]:
+    """Inflections that count as using ``word`` (jump: jumps, jumped, jumping...)."""
+    w = word.lower()
+    forms = {w, w + "s", w + "es", w + "ed", w + "d", w + "ing", w + "er", w + "est", w + "ly"}
+    if w.endswith("e"):
+        forms |= {w[:-1] + "ing", w[:-1] + "er", w[:-1] + "est"}
+    if w.endswith("y") and len(w) > 2:
+        stem = w[:-1]
+        forms |= {stem + "ies", stem + "ied", stem + "ier", stem + "iest", stem + "ily"}
+    if len(w) >= 3 and w[-1] not in "aeiouwy" and w[-2] in "aeiou" and w[-3] not in "aeiou":
+        forms |= {w + w[-1] + "ed", w + w[-1] + "ing", w + w[-1] + "er", w + w[-1] + "est"}
+    return forms
+
+
+def uses_word(text: str, word: str) -> bool:
+    if " " in word.strip():  # a phrase: match it as written
+        return word.lower() in text.lower()
+    tokens = {t.lower() for t in _WORD.findall(text)}
+    return not tokens.isdisjoint(word_forms(word))
+
+
+def deterministic_checks(spec: Spec, task: DraftTask, record: dict[str, Any]) -> Finding | None:
+    for name, value in record.items():
+        if isinstance(value, str) and not value.strip():
+            return Finding(RejectReason.SCHEMA_INVALID, f"The field {name!r} is empty.")
+        if isinstance(value, list) and not value:
+            return Finding(RejectReason.SCHEMA_INVALID, f"The field {name!r} has no items.")
+    text = text_of(spec, record)
+    missing = [w for w in task.words.values() if not uses_word(text, w)]
+    if missing:
+        return Finding(
+            RejectReason.MISSING_WORDS, f"Use these words: {', '.join(missing)}."
+        )
+    words = len(_WORD.findall(text))
+    limits = spec.task.length
+    if limits.min_words and words < limits.min_words:
+        return Finding(
+            RejectReason.LENGTH, f"Too short ({words} words): write at least {limits.min_words}."
+        )
+    if limits.max_words and words > limits.max_words:
+        return Finding(
+            RejectReason.LENGTH, f"Too long ({words} words): write at most {limits.max_words}."
+        )
+    return None
+
+
+async def review(ctx, task: DraftTask, record: dict[str, Any], revision: int) -> Review:
+    """The LLM rubric: a 1-5 score, feedback, and whether each assigned trait is present."""
+    spec = ctx.spec
+    traits = task.traits if spec.critic.check_traits else {}
+    schema = critic_model(list(traits))
+    reply = await ctx.llm.call(
+        ROLE,
+        ctx.templates[ROLE],
+        {
+            "instruction": spec.task.instruction,
+            "draft": render_record(record),
+            "traits": traits,
+            "field_names": {name: trait_field(name) for name in traits},
+        },
+        schema,
+        CallInfo(agent=ROLE, node="critique", sample_id=task.draft_id, persona_id=task.persona_id),
+        seed=stable_seed(task.seed, "critic", revision),
+    )
+    data = reply.model_dump()
+    return Review(
+        score=min(max(int(data["score"]), 1), 5),
+        feedback=str(data["feedback"]).strip(),
+        traits={name: bool(data[trait_field(name)]) for name in traits},
+    )
+
+
+def judge(spec: Spec, task: DraftTask, result: Review) -> Finding | None:
+    """The rubric's finding, or None when the draft passes."""
+    unconfirmed = [name for name, ok in result.traits.items() if not ok]
+    if unconfirmed:
+        wanted = ", ".join(f"{name}: {task.traits[name]}" for name in unconfirmed)
+        return Finding(
+            RejectReason.TRAIT_MISMATCH, f"Make it clearly have {wanted}. {result.feedback}"
+        )
+    if result.score < spec.critic.min_score:
+        return Finding(RejectReason.LOW_QUALITY, result.feedback or "Improve the quality.")
+    return None

@@ -1,0 +1,68 @@
+"""Pydantic models of what agents answer and of the records they produce.
+
+These schemas are sent to the endpoint (as a JSON schema) and parsed back. They are kept
+flat and small on purpose: constrained decoding on small local models copes with flat objects.
+The schema ``title`` names the agent; the scripted test endpoint dispatches on it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+
+class MinedPersona(BaseModel):
+    persona: str = Field(description="one or two sentences describing one specific person")
+
+
+class PersonaList(BaseModel):
+    """Reply of the persona-miner (Text-to-Persona)."""
+
+    model_config = ConfigDict(title="PersonaList")
+    personas: list[MinedPersona]
+
+
+class RelatedPersona(BaseModel):
+    relation: str = Field(description="how this person relates to the given one, e.g. 'patient'")
+    persona: str = Field(description="one or two sentences describing that person")
+
+
+class RelatedPersonaList(BaseModel):
+    """Reply of the persona-relater (Persona-to-Persona)."""
+
+    model_config = ConfigDict(title="RelatedPersonaList")
+    personas: list[RelatedPersona]
+
+
+def critic_model(traits: list[str]) -> type[BaseModel]:
+    """The critic's reply: a 1-5 score, feedback, and one yes/no per assigned trait.
+
+    One boolean field per trait (``has_<trait>``) rather than a mapping, so the schema stays
+    flat for constrained decoding.
+    """
+    fields: dict[str, Any] = {
+        "score": (int, Field(description="overall quality from 1 (bad) to 5 (excellent)")),
+        "feedback": (str, Field(description="one or two sentences: what to improve")),
+    }
+    for trait in traits:
+        fields[trait_field(trait)] = (bool, Field(description=f"does it have the {trait}?"))
+    return create_model("CriticReview", __config__=ConfigDict(title="CriticReview"), **fields)
+
+
+def trait_field(trait: str) -> str:
+    return "has_" + trait.replace("-", "_")
+
+
+class RejectReason(StrEnum):
+    """The fixed taxonomy of why a draft was not accepted."""
+
+    SCHEMA_INVALID = "schema_invalid"  # a field is empty or has the wrong shape
+    MISSING_WORDS = "missing_words"  # a required vocabulary word is absent
+    LENGTH = "length"  # outside the spec's word limits
+    LOW_QUALITY = "low_quality"  # critic score under min_score
+    TRAIT_MISMATCH = "trait_mismatch"  # an assigned trait the critic could not confirm
+    NEAR_DUPLICATE = "near_duplicate"  # too close to an accepted sample
+    UNPARSEABLE = "unparseable"  # the endpoint's reply did not parse, even after repair
+    LLM_ERROR = "llm_error"  # the endpoint failed (timeouts, errors) after retries

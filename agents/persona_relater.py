@@ -1,0 +1,29 @@
+"""persona-relater (Persona-to-Persona): "Who is in close relationship with this persona?"."""
+
+from __future__ import annotations
+
+from personaloom.agents.models import RelatedPersonaList
+from personaloom.ids import stable_seed
+from personaloom.llm import CallInfo
+
+ROLE = "persona_relater"
+
+
+async def relate(ctx, persona_id: str, persona: str, n: int) -> list[tuple[str, str]]:
+    """Up to ``n`` ``(relation, persona description)`` pairs related to one persona."""
+    reply = await ctx.llm.call(
+        ROLE,
+        ctx.templates[ROLE],
+        {"persona": persona, "n": n},
+        RelatedPersonaList,
+        CallInfo(agent=ROLE, node="mine_personas", persona_id=persona_id),
+        seed=stable_seed(ctx.spec.seed, "relate", persona_id),
+    )
+    seen: set[str] = set()
+    related = []
+    for item in reply.personas:
+        text = item.persona.strip()
+        if text and text not in seen and text != persona.strip():
+            seen.add(text)
+            related.append((item.relation.strip() or "related", text))
+    return related[:n]

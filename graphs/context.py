@@ -1,0 +1,41 @@
+"""What nodes get through LangGraph's ``context_schema``: clients, stores, prompts, the spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from personaloom.corpus import Corpus
+from personaloom.embeddings import Embedder
+from personaloom.events import EventSink
+from personaloom.llm import LLM
+from personaloom.prompts import PromptTemplate, load_template
+from personaloom.spec import ROLES, Spec, read_words
+from personaloom.store import RunStore
+from personaloom.vectors import NoveltyIndex
+
+
+@dataclass
+class Context:
+    spec: Spec
+    store: RunStore
+    llm: LLM
+    embedder: Embedder
+    index: NoveltyIndex
+    corpus: Corpus
+    events: EventSink = field(default_factory=EventSink)
+    templates: dict[str, PromptTemplate] = field(default_factory=dict)
+    vocabulary: dict[str, list[str]] = field(default_factory=dict)
+    stall_rounds: int = 10  # rounds without an accepted sample before the run gives up
+
+    def __post_init__(self) -> None:
+        for role in ROLES:
+            if role not in self.templates:
+                override = self.spec.prompts.get(role)
+                self.templates[role] = load_template(
+                    role, self.spec.resolve(override) if override else None
+                )
+        if not self.vocabulary:
+            self.vocabulary = {
+                part: read_words(self.spec.resolve(path))
+                for part, path in self.spec.vocabulary.items()
+            }

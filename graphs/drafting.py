@@ -1,0 +1,141 @@
+"""The per-draft subgraph: write -> critique -> (revise | reject | check novelty) -> finish.
+
+One instance runs per planner assignment (sent with ``Send``), concurrently up to the
+spec's ``concurrency``. Revisions for critic feedback and for near-duplicates share one
+bound, ``critic.max_revisions``, so a draft costs at most ``2 * (max_revisions + 1)`` calls
+plus one repair each.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+from personaloom.agents import critic, novelty, writer
+from personaloom.agents.models import RejectReason
+from personaloom.graphs.context import Context
+from personaloom.graphs.state import DraftInput, DraftOutcome, DraftOutput, DraftState
+from personaloom.llm import BudgetExhausted, LLMFailure
+from personaloom.vectors import SAMPLES
+
+
+def _after_failure(state: DraftState, reason: str, feedback: str, max_revisions: int) -> dict:
+    """Revise while revisions remain, otherwise reject with ``reason``."""
+    if state.get("revision", 0) < max_revisions:
+        return {"verdict": "revise", "reason": reason, "feedback": feedback}
+    return {"verdict": "reject", "reason": reason, "details": feedback}
+
+
+async def write(state: DraftState, runtime: Runtime[Context]) -> dict:
+    ctx = runtime.context
+    task = state["task"]
+    revising = state.get("verdict") == "revise"
+    revision = state.get("revision", 0) + (1 if revising else 0)
+    persona = ctx.store.persona_by_id[task.persona_id]["persona"]
+    try:
+        record = await writer.write(
+            ctx,
+            task,
+            persona,
+            revision=revision,
+            previous=state.get("record") if revising else None,
+            feedback=state.get("feedback") if revising else None,
+            neighbour=state.get("neighbour") if revising else None,
+        )
+    except BudgetExhausted:
+        return {"aborted": True, "revision": revision}
+    except LLMFailure as exc:
+        return {"record": None, "verdict": "reject", "reason": exc.reason, "details": exc.details}
+    return {"record": record, "revision": revision, "neighbour": None, "verdict": None}
+
+
+async def critique(state: DraftState, runtime: Runtime[Context]) -> dict:
+    ctx = runtime.context
+    task, record = state["task"], state["record"]
+    limit = ctx.spec.critic.max_revisions
+    finding = critic.deterministic_checks(ctx.spec, task, record)
+    if finding:
+        return _after_failure(state, finding.reason, finding.feedback, limit)
+    try:
+        review = await critic.review(ctx, task, record, state.get("revision", 0))
+    except BudgetExhausted:
+        return {"aborted": True}
+    except LLMFailure as exc:
+        return {"verdict": "reject", "reason": exc.reason, "details": exc.details}
+    finding = critic.judge(ctx.spec, task, review)
+    update = {"score": review.score, "feedback": review.feedback}
+    if finding:
+        return {**update, **_after_failure(state, finding.reason, finding.feedback, limit)}
+    return {**update, "verdict": "accept"}
+
+
+async def check_novelty(state: DraftState, runtime: Runtime[Context]) -> dict:
+    ctx = runtime.context
+    text = critic.text_of(ctx.spec, state["record"])
+    vector = await novelty.embed(ctx, text)
+    neighbour = await novelty.nearest(ctx, SAMPLES, vector)
+    update = {
+        "embedding": vector,
+        "neighbour_id": neighbour.id if neighbour else None,
+        "similarity": round(neighbour.similarity, 4) if neighbour else None,
+    }
+    if novelty.is_duplicate(neighbour, ctx.spec.novelty.threshold):
+        feedback = f"too similar ({neighbour.similarity:.2f}) to sample {neighbour.id}"
+        verdict = _after_failure(
+            state, RejectReason.NEAR_DUPLICATE, feedback, ctx.spec.critic.max_revisions
+        )
+        return {**update, **verdict, "neighbour": neighbour.document}
+    return update
+
+
+async def finish(state: DraftState) -> dict:
+    if state.get("aborted"):
+        status = "aborted"
+    else:
+        status = "accepted" if state.get("verdict") == "accept" else "rejected"
+    outcome = DraftOutcome(
+        task=state["task"],
+        status=status,
+        record=state.get("record"),
+        reason=None if status == "accepted" else state.get("reason"),
+        details=state.get("details") or "",
+        score=state.get("score"),
+        feedback=state.get("feedback"),
+        revisions=state.get("revision", 0),
+        embedding=state.get("embedding"),
+        neighbour_id=state.get("neighbour_id"),
+        similarity=state.get("similarity"),
+    )
+    return {"outcomes": [outcome]}
+
+
+def after_write(state: DraftState) -> Literal["critique", "finish"]:
+    return "finish" if state.get("aborted") or state.get("record") is None else "critique"
+
+
+def after_critique(state: DraftState) -> Literal["write", "check_novelty", "finish"]:
+    if state.get("aborted"):
+        return "finish"
+    return {"accept": "check_novelty", "revise": "write"}.get(state["verdict"], "finish")  # type: ignore[return-value]
+
+
+def after_novelty(state: DraftState) -> Literal["write", "finish"]:
+    return "write" if state.get("verdict") == "revise" else "finish"
+
+
+def build_draft_graph() -> StateGraph:
+    graph = StateGraph(
+        DraftState, context_schema=Context, input_schema=DraftInput, output_schema=DraftOutput
+    )
+    graph.add_node("write", write)
+    graph.add_node("critique", critique)
+    graph.add_node("check_novelty", check_novelty)
+    graph.add_node("finish", finish)
+    graph.add_edge(START, "write")
+    graph.add_conditional_edges("write", after_write)
+    graph.add_conditional_edges("critique", after_critique)
+    graph.add_conditional_edges("check_novelty", after_novelty)
+    graph.add_edge("finish", END)
+    return graph

@@ -1,0 +1,168 @@
+"""The generation graph: plan -> (mine_personas | draft x N) -> commit -> plan ... -> END.
+
+``plan`` decides whether the run is over (targets met, budget used up, stalled) and otherwise
+assigns the next batch; ``draft`` is the per-draft subgraph, fanned out with ``Send``;
+``commit`` writes the batch's outcomes in draft-id order, so results do not depend on which
+concurrent draft finished first, and a resumed commit skips what it already wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Send
+
+from personaloom.agents import critic
+from personaloom.agents.models import RejectReason
+from personaloom.graphs.context import Context
+from personaloom.graphs.drafting import build_draft_graph
+from personaloom.graphs.personas import mine_personas
+from personaloom.graphs.planner import Planner
+from personaloom.graphs.state import DraftOutcome, GenerationState
+from personaloom.vectors import SAMPLES
+
+
+def _planner(ctx: Context) -> Planner:
+    return Planner(ctx.spec, ctx.store, ctx.vocabulary)
+
+
+def plan(state: GenerationState, runtime: Runtime[Context]) -> dict[str, Any]:
+    ctx = runtime.context
+    planner = _planner(ctx)
+    remaining = planner.remaining()
+    if remaining == 0:
+        return {"status": "complete", "stop_reason": None, "batch": []}
+    if limit := ctx.llm.budget.exhausted():
+        return {"status": "budget", "stop_reason": limit, "batch": []}
+    if state.get("idle_rounds", 0) >= ctx.stall_rounds:
+        reason = f"{ctx.stall_rounds} rounds in a row accepted nothing"
+        return {"status": "stalled", "stop_reason": reason, "batch": []}
+    size = min(ctx.spec.concurrency, remaining)
+    exhausted = state.get("pool_exhausted", False)
+    available = planner.available_personas(exhausted)
+    if len(available) < size and not exhausted:
+        return {"need_personas": size - len(available), "batch": []}
+    if not available:
+        return {"status": "stalled", "stop_reason": "no persona could be mined", "batch": []}
+    batch = planner.assign(state.get("round", 0), size, available)
+    ctx.events.emit(
+        "batch",
+        round=state.get("round", 0),
+        drafts=len(batch),
+        remaining=remaining,
+        calls=ctx.llm.budget.calls,
+    )
+    return {"batch": batch, "need_personas": 0}
+
+
+def route(state: GenerationState) -> str | list[Send]:
+    if state.get("status", "running") != "running":
+        return END
+    if state.get("need_personas"):
+        return "mine_personas"
+    return [Send("draft", {"task": task}) for task in state["batch"]]
+
+
+async def commit(state: GenerationState, runtime: Runtime[Context]) -> dict[str, Any]:
+    ctx = runtime.context
+    accepted = 0
+    for outcome in sorted(state.get("outcomes") or [], key=lambda o: o.task.draft_id):
+        if outcome.status == "aborted":
+            ctx.events.emit("draft_aborted", sample_id=outcome.task.draft_id, reason="budget")
+        elif outcome.task.draft_id in ctx.store.dataset.ids:
+            continue  # written before a crash; this commit is a re-run
+        elif outcome.status == "accepted" and await _accept(ctx, outcome):
+            accepted += 1
+        else:
+            _reject(ctx, outcome)
+    idle = 0 if accepted else state.get("idle_rounds", 0) + 1
+    return {"round": state.get("round", 0) + 1, "outcomes": None, "idle_rounds": idle}
+
+
+async def _accept(ctx: Context, outcome: DraftOutcome) -> bool:
+    """Write an accepted draft, unless a draft of the same batch got there first."""
+    task = outcome.task
+    record = outcome.record or {}
+    vector = outcome.embedding
+    if vector is None:
+        vector = (await asyncio.to_thread(ctx.embedder.embed, [critic.text_of(ctx.spec, record)]))[0]
+    neighbour = await asyncio.to_thread(ctx.index.nearest, SAMPLES, vector, exclude=task.draft_id)
+    if neighbour and neighbour.similarity >= ctx.spec.novelty.threshold:
+        outcome.status, outcome.reason = "rejected", RejectReason.NEAR_DUPLICATE
+        outcome.details = f"too similar ({neighbour.similarity:.2f}) to sample {neighbour.id}"
+        outcome.neighbour_id, outcome.similarity = neighbour.id, round(neighbour.similarity, 4)
+        return False
+    persona = ctx.store.persona_by_id[task.persona_id]
+    sample = {
+        "id": task.draft_id,
+        "output": record,
+        "persona": {"id": persona["id"], "text": persona["persona"]},
+        "traits": task.traits,
+        "words": task.words,
+        "critic": {"score": outcome.score, "feedback": outcome.feedback},
+        "novelty": {"neighbour_id": outcome.neighbour_id, "similarity": outcome.similarity},
+        "lineage": {
+            "persona_ids": ctx.store.lineage(task.persona_id),
+            "source_text_id": ctx.store.source_text_id(task.persona_id),
+            "relation": persona.get("relation"),
+            "revisions": outcome.revisions,
+            "round": task.round,
+        },
+    }
+    ctx.index.add(SAMPLES, task.draft_id, vector, critic.text_of(ctx.spec, record))
+    ctx.store.add_sample(sample)
+    ctx.events.emit(
+        "sample_accepted",
+        sample_id=task.draft_id,
+        persona_id=task.persona_id,
+        traits=task.traits,
+        score=outcome.score,
+        accepted=ctx.store.accepted,
+        remaining=_planner(ctx).remaining(),
+    )
+    return True
+
+
+def _reject(ctx: Context, outcome: DraftOutcome) -> None:
+    task = outcome.task
+    reason = outcome.reason or RejectReason.LLM_ERROR
+    ctx.store.add_rejection(
+        {
+            "id": task.draft_id,
+            "reason": str(reason),
+            "details": outcome.details,
+            "draft": outcome.record,
+            "persona_id": task.persona_id,
+            "traits": task.traits,
+            "words": task.words,
+            "critic": {"score": outcome.score, "feedback": outcome.feedback},
+            "novelty": {"neighbour_id": outcome.neighbour_id, "similarity": outcome.similarity},
+            "revisions": outcome.revisions,
+        }
+    )
+    ctx.events.emit(
+        "sample_rejected",
+        sample_id=task.draft_id,
+        persona_id=task.persona_id,
+        traits=task.traits,
+        reason=str(reason),
+        details=outcome.details,
+    )
+
+
+def build_graph() -> StateGraph:
+    """The generation ``StateGraph``; compile it with the checkpointer you want."""
+    graph = StateGraph(GenerationState, context_schema=Context)
+    graph.add_node("plan", plan)
+    graph.add_node("mine_personas", mine_personas)
+    graph.add_node("draft", build_draft_graph().compile())
+    graph.add_node("commit", commit)
+    graph.add_edge(START, "plan")
+    graph.add_conditional_edges("plan", route, ["mine_personas", "draft", END])
+    graph.add_edge("mine_personas", "plan")
+    graph.add_edge("draft", "commit")
+    graph.add_edge("commit", "plan")
+    return graph

@@ -1,0 +1,136 @@
+"""The ``mine_personas`` node: grow the persona pool only as far as the next batch needs.
+
+Related personas (Persona-to-Persona) of pool members come first, then new corpus texts
+(Text-to-Persona). Every new persona is checked against the pool in Chroma and dropped when
+it is a near-duplicate. Ids are deterministic, so a node re-run after a crash adds nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from langgraph.runtime import Runtime
+
+from personaloom.agents import novelty, persona_miner, persona_relater
+from personaloom.graphs.context import Context
+from personaloom.graphs.state import GenerationState
+from personaloom.ids import short_id
+from personaloom.llm import BudgetExhausted, LLMFailure
+from personaloom.vectors import PERSONAS
+
+
+async def mine_personas(state: GenerationState, runtime: Runtime[Context]) -> dict:
+    ctx = runtime.context
+    settings = ctx.spec.personas
+    corpus_cursor = state.get("corpus_cursor", 0)
+    relate_cursor = state.get("relate_cursor", 0)
+    needed = state.get("need_personas", 0)
+    added = 0
+    exhausted = False
+    while added < needed:
+        pool = list(ctx.store.persona_by_id.values())
+        pending = [
+            (i, p) for i, p in enumerate(pool) if i >= relate_cursor and p["depth"] < settings.relate_depth
+        ]
+        try:
+            if pending:
+                take = pending[: min(ctx.spec.concurrency, math.ceil((needed - added) / settings.relate_per_persona))]
+                added += await _relate(ctx, [p for _, p in take])
+                relate_cursor = take[-1][0] + 1
+            elif corpus_cursor < len(ctx.corpus):
+                count = min(ctx.spec.concurrency, math.ceil((needed - added) / settings.per_text))
+                indices = list(range(corpus_cursor, min(len(ctx.corpus), corpus_cursor + count)))
+                added += await _mine(ctx, indices)
+                corpus_cursor = indices[-1] + 1
+            else:
+                exhausted = True
+                break
+        except BudgetExhausted:
+            break
+    ctx.events.emit("personas", pool=len(ctx.store.persona_by_id), added=added, exhausted=exhausted)
+    return {
+        "corpus_cursor": corpus_cursor,
+        "relate_cursor": relate_cursor,
+        "pool_exhausted": exhausted,
+        "need_personas": 0,
+    }
+
+
+async def _mine(ctx: Context, indices: list[int]) -> int:
+    settings = ctx.spec.personas
+
+    async def one(index: int) -> list[dict]:
+        text_id, text = ctx.corpus.text(index)
+        relation = settings.relations[index % len(settings.relations)]
+        try:
+            found = await persona_miner.mine(ctx, text_id, text, relation, settings.per_text)
+        except LLMFailure as exc:
+            ctx.events.emit("persona_mining_failed", text_id=text_id, error=str(exc))
+            return []
+        return [
+            {
+                "id": short_id("p", text_id, relation, i),
+                "persona": persona,
+                "depth": 0,
+                "source_text_id": text_id,
+                "relation": relation,
+                "parent_id": None,
+            }
+            for i, persona in enumerate(found)
+        ]
+
+    batches = await asyncio.gather(*(one(i) for i in indices))
+    return await _admit(ctx, [p for batch in batches for p in batch])
+
+
+async def _relate(ctx: Context, parents: list[dict]) -> int:
+    settings = ctx.spec.personas
+
+    async def one(parent: dict) -> list[dict]:
+        try:
+            found = await persona_relater.relate(
+                ctx, parent["id"], parent["persona"], settings.relate_per_persona
+            )
+        except LLMFailure as exc:
+            ctx.events.emit("persona_relating_failed", persona_id=parent["id"], error=str(exc))
+            return []
+        return [
+            {
+                "id": short_id("p", parent["id"], i),
+                "persona": persona,
+                "depth": parent["depth"] + 1,
+                "source_text_id": parent["source_text_id"],
+                "relation": relation,
+                "parent_id": parent["id"],
+            }
+            for i, (relation, persona) in enumerate(found)
+        ]
+
+    batches = await asyncio.gather(*(one(p) for p in parents))
+    return await _admit(ctx, [p for batch in batches for p in batch])
+
+
+async def _admit(ctx: Context, candidates: list[dict]) -> int:
+    """Add the candidates that are new and not near-duplicates of the pool, in order."""
+    threshold = ctx.spec.personas.novelty_threshold
+    fresh = [c for c in candidates if c["id"] not in ctx.store.persona_by_id]
+    if not fresh:
+        return 0
+    vectors = await asyncio.to_thread(ctx.embedder.embed, [c["persona"] for c in fresh])
+    added = 0
+    for persona, vector in zip(fresh, vectors, strict=True):
+        neighbour = await novelty.nearest(ctx, PERSONAS, vector, exclude=persona["id"])
+        if novelty.is_duplicate(neighbour, threshold):
+            ctx.events.emit(
+                "persona_duplicate",
+                persona_id=persona["id"],
+                neighbour_id=neighbour.id,
+                similarity=round(neighbour.similarity, 4),
+            )
+            continue
+        ctx.index.add(PERSONAS, persona["id"], vector, persona["persona"])
+        ctx.store.add_persona(persona)
+        ctx.events.emit("persona_added", persona_id=persona["id"], depth=persona["depth"])
+        added += 1
+    return added

@@ -1,0 +1,83 @@
+"""Graph state: small and typed. Samples and personas live in the run directory, not here.
+
+The main graph's state holds the current batch of draft assignments, their outcomes until
+``commit`` writes them out, and cursors into the corpus and the persona pool.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypedDict
+
+from pydantic import BaseModel, Field
+
+Status = Literal["running", "complete", "budget", "stalled"]
+
+
+class DraftTask(BaseModel):
+    """One assignment from the planner: who writes, with which traits and words."""
+
+    draft_id: str
+    round: int
+    persona_id: str
+    traits: dict[str, str] = Field(default_factory=dict)
+    words: dict[str, str] = Field(default_factory=dict)
+    seed: int
+
+
+class DraftOutcome(BaseModel):
+    """What became of one draft; ``commit`` turns it into a dataset or rejected.jsonl row."""
+
+    task: DraftTask
+    status: Literal["accepted", "rejected", "aborted"]
+    record: dict[str, Any] | None = None
+    reason: str | None = None
+    details: str = ""
+    score: int | None = None
+    feedback: str | None = None
+    revisions: int = 0
+    embedding: list[float] | None = None
+    neighbour_id: str | None = None
+    similarity: float | None = None
+
+
+def collect(left: list[DraftOutcome] | None, right: list[DraftOutcome] | None) -> list:
+    """Outcomes from concurrent drafts add up; ``None`` empties the list after a commit."""
+    if right is None:
+        return []
+    return [*(left or []), *right]
+
+
+class GenerationState(TypedDict, total=False):
+    status: Status
+    stop_reason: str | None
+    round: int
+    batch: list[DraftTask]
+    need_personas: int
+    outcomes: Annotated[list[DraftOutcome], collect]
+    corpus_cursor: int  # texts before this index have been mined
+    relate_cursor: int  # pool personas before this index have been related
+    pool_exhausted: bool  # no text or relation left to mine
+    idle_rounds: int  # rounds in a row that accepted nothing
+
+
+class DraftInput(TypedDict):
+    task: DraftTask
+
+
+class DraftOutput(TypedDict):
+    outcomes: Annotated[list[DraftOutcome], collect]
+
+
+class DraftState(DraftInput, DraftOutput, total=False):
+    record: dict[str, Any] | None
+    revision: int
+    feedback: str | None
+    neighbour: str | None
+    verdict: Literal["accept", "revise", "reject"]
+    reason: str | None
+    details: str
+    score: int | None
+    embedding: list[float] | None
+    neighbour_id: str | None
+    similarity: float | None
+    aborted: bool

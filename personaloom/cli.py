@@ -1,0 +1,157 @@
+"""The ``personaloom`` command.
+
+Exit codes: 0 every target met; 1 error; 2 invalid spec, arguments or configuration;
+3 a budget ended the run first; 4 the run stalled (nothing accepted for many rounds);
+130 interrupted (the run can be resumed with ``--resume``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from personaloom import __version__
+from personaloom.endpoints import ConfigError, Overrides
+from personaloom.runner import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, arun
+from personaloom.spec import SpecError, load_spec, total_target
+
+EPILOG = """exit codes: 0 all targets met, 1 error, 2 invalid spec/arguments,
+3 budget ended the run first, 4 stalled, 130 interrupted (resume with --resume RUN_DIR)"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="personaloom",
+        description="Persona-driven synthetic data generation with coverage targets.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"personaloom {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="generate a dataset from a spec", epilog=EPILOG)
+    run.add_argument("spec", nargs="?", type=Path, help="the spec YAML (optional with --resume)")
+    run.add_argument("--out", type=Path, help="run directory (default runs/<name>-<time>)")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped run")
+    run.add_argument("--events", action="store_true", help="JSON-lines events on stdout")
+    run.add_argument("--base-url", help="OpenAI-compatible endpoint for every role")
+    run.add_argument("--model", help="model name for every role")
+    run.add_argument("--embeddings", choices=["local", "openai"], help="embedding provider")
+
+    validate = commands.add_parser("validate", help="check a spec and the files it names")
+    validate.add_argument("spec", type=Path)
+
+    init = commands.add_parser("init", help="write a commented starter spec and corpus")
+    init.add_argument("directory", nargs="?", type=Path, default=Path("."))
+    init.add_argument("--force", action="store_true", help="overwrite an existing spec.yaml")
+
+    serve = commands.add_parser("serve", help="keep the embedded local model running")
+    serve.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
+
+    report = commands.add_parser("report", help="rewrite report.json of a run directory")
+    report.add_argument("run_dir", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = {
+        "run": _run,
+        "validate": _validate,
+        "init": _init,
+        "serve": _serve,
+        "report": _report,
+    }[args.command]
+    try:
+        return handler(args)
+    except (SpecError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _validate(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    targets = spec.targets()
+    print(f"{args.spec}: ok — {spec.name}, {total_target(spec)} samples needed at least")
+    for trait, values in targets.items():
+        print(f"  {trait}: " + ", ".join(f"{v}={t}" for v, t in values.items()))
+    return EXIT_OK
+
+
+def _init(args: argparse.Namespace) -> int:
+    from personaloom.starter import write_starter
+
+    for path in write_starter(args.directory, force=args.force):
+        print(f"wrote {path}")
+    print(f"next: personaloom validate {args.directory / 'spec.yaml'}")
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from personaloom.local.server import serve_forever
+
+    serve_forever(args.port)
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from personaloom.report import regenerate
+
+    path = regenerate(args.run_dir)
+    print(path)
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.spec is None and args.resume is None:
+        raise ConfigError("give a spec, or --resume RUN_DIR")
+    events_mode = args.events or not sys.stdout.isatty()
+    overrides = Overrides(base_url=args.base_url, model=args.model, embeddings=args.embeddings)
+    listener = _print_event if events_mode else None
+    progress = None
+    if not events_mode:
+        from personaloom.progress import ProgressDisplay
+
+        progress = ProgressDisplay()
+        listener = progress.on_event
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        result = asyncio.run(
+            arun(args.spec, out=args.out, resume=args.resume, overrides=overrides, listeners=[listener])
+        )
+    except KeyboardInterrupt:
+        if progress:
+            progress.close()
+        print("interrupted: continue with --resume RUN_DIR", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (SpecError, ConfigError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the CLI reports any failure and exits 1
+        if progress:
+            progress.close()
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if progress:
+        progress.close()
+        progress.summary(result)
+    return result.exit_code
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _print_event(event: dict[str, Any]) -> None:
+    print(json.dumps(event, ensure_ascii=False, default=str), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

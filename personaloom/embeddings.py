@@ -1,0 +1,67 @@
+"""Embedders: the local MiniLM (``personaloom[local]``) or an OpenAI-compatible endpoint.
+
+An embedder is anything with ``name`` and ``embed(texts) -> list[list[float]]`` (synchronous:
+graph nodes call it in a worker thread). ``CachedEmbedder`` keeps vectors in the reply cache,
+so a rerun or a resume does not embed the same text twice.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pydantic import SecretStr
+
+from personaloom.llm.cache import ReplyCache, digest
+
+
+class Embedder(Protocol):
+    name: str
+
+    def embed(self, texts: list[str]) -> list[list[float]]: ...
+
+
+class OpenAIEmbedder:
+    """Embeddings from an OpenAI-compatible ``/v1/embeddings`` endpoint."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None,
+        api_key: SecretStr | None,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+    ):
+        from langchain_openai import OpenAIEmbeddings
+
+        self.name = f"openai:{model}"
+        self._client = OpenAIEmbeddings(
+            model=model,
+            base_url=base_url,
+            api_key=api_key or SecretStr("not-needed"),
+            timeout=timeout,
+            max_retries=max_retries,
+            # Send text, not tiktoken ids: non-OpenAI servers expect strings.
+            check_embedding_ctx_length=False,
+        )
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return self._client.embed_documents(texts)
+
+
+class CachedEmbedder:
+    def __init__(self, inner: Embedder, cache: ReplyCache):
+        self.inner = inner
+        self.name = inner.name
+        self.cache = cache
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        keys = [digest({"embedder": self.name, "text": text}) for text in texts]
+        found = [self.cache.get(key) for key in keys]
+        missing = [i for i, vector in enumerate(found) if vector is None]
+        if missing:
+            fresh = self.inner.embed([texts[i] for i in missing])
+            for i, vector in zip(missing, fresh, strict=True):
+                found[i] = vector
+                self.cache.set(keys[i], vector)
+        return found  # type: ignore[return-value]

@@ -1,0 +1,99 @@
+"""Which endpoint and model each role uses.
+
+Precedence, highest first: command-line flags, the spec (``models.<role>`` over
+``models.default``), the environment (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``), and last the
+embedded local model, used when nothing names an endpoint or a key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from pydantic import SecretStr
+
+from personaloom.llm import Endpoint
+from personaloom.spec import ROLES, Spec
+
+DEFAULT_REMOTE_MODEL = "gpt-4o-mini"
+DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line settings that win over the spec."""
+
+    base_url: str | None = None
+    model: str | None = None
+    embeddings: str | None = None  # "local" | "openai"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot work (names the setting to change)."""
+
+
+def _api_key(explicit: SecretStr | None, key_env: str | None, env: Mapping[str, str]) -> SecretStr | None:
+    if explicit is not None:
+        return explicit
+    if key_env:
+        if not env.get(key_env):
+            raise ConfigError(f"api_key_env names {key_env}, which is not set in the environment")
+        return SecretStr(env[key_env])
+    value = env.get("OPENAI_API_KEY")
+    return SecretStr(value) if value else None
+
+
+def resolve_endpoints(
+    spec: Spec, overrides: Overrides = Overrides(), env: Mapping[str, str] | None = None
+) -> tuple[dict[str, Endpoint], bool]:
+    """Endpoints per role (and 'default'), and whether the embedded local model is needed.
+
+    Roles that need the local model get ``base_url=None`` here; the runner fills it in once
+    the local server is up (see ``with_local``).
+    """
+    env = os.environ if env is None else env
+    endpoints: dict[str, Endpoint] = {}
+    needs_local = False
+    for role in ("default", *ROLES):
+        cfg = spec.models.default if role == "default" else spec.models.for_role(role)
+        base_url = overrides.base_url or cfg.base_url or env.get("OPENAI_BASE_URL") or None
+        key = _api_key(cfg.api_key, cfg.api_key_env, env)
+        local = base_url is None and key is None
+        needs_local |= local
+        endpoints[role] = Endpoint(
+            model=overrides.model or cfg.model or ("local" if local else DEFAULT_REMOTE_MODEL),
+            base_url=base_url,
+            api_key=key,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_tokens=cfg.max_tokens,
+            timeout=cfg.timeout or (300.0 if local else 60.0),
+            max_retries=3 if cfg.max_retries is None else cfg.max_retries,
+            strategy=cfg.structured_output or ("json_object" if local else "auto"),
+        )
+    return endpoints, needs_local
+
+
+def with_local(endpoints: dict[str, Endpoint], base_url: str, model: str) -> dict[str, Endpoint]:
+    """Point every role without an endpoint at the running local server."""
+    return {
+        role: replace(
+            e,
+            base_url=base_url,
+            model=model if e.model == "local" else e.model,
+            api_key=SecretStr("local"),
+        )
+        if e.base_url is None and e.api_key is None
+        else e
+        for role, e in endpoints.items()
+    }
+
+
+def embeddings_provider(spec: Spec, overrides: Overrides, local_available: bool) -> str:
+    provider = overrides.embeddings or spec.embeddings.provider
+    if provider:
+        return provider
+    if local_available:
+        return "local"
+    return "openai"

@@ -1,0 +1,63 @@
+"""A diskcache of endpoint replies and embeddings, with an explicit size limit.
+
+Keys are SHA-256 digests of canonical JSON over everything that shapes a reply (model, base
+URL without credentials, messages, sampling parameters, schema, strategy): never the API key.
+Values are JSON strings, so nothing is unpickled from the cache. The folder is created 0700.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import diskcache
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("PERSONALOOM_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "personaloom"
+
+
+def public_url(url: str | None) -> str | None:
+    """A URL without user:password, safe to hash, log or store."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+
+
+def digest(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class ReplyCache:
+    def __init__(self, directory: str | Path, *, size_limit_mb: int = 512):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.directory, 0o700)
+        self._cache = diskcache.Cache(
+            str(self.directory),
+            size_limit=size_limit_mb * 2**20,
+            eviction_policy="least-recently-used",
+        )
+
+    def get(self, key: str) -> Any | None:
+        value = self._cache.get(key)
+        return None if value is None else json.loads(value)
+
+    def set(self, key: str, value: Any) -> None:
+        self._cache.set(key, json.dumps(value, ensure_ascii=False))
+
+    def close(self) -> None:
+        self._cache.close()

@@ -1,0 +1,270 @@
+"""Structured LLM calls: cache, budget, concurrency limit, retries and a trace per attempt.
+
+One ``ChatOpenAI`` per role, created with ``max_retries=0`` and an explicit timeout: retries
+happen here so that each attempt is traced with its number and a ``Retry-After`` header is
+honoured. The standard LangChain callback path is left alone, so LangSmith tracing works
+when its environment variables are set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import openai
+from langchain_core.messages import AIMessage
+from langchain_openai import ChatOpenAI
+from pydantic import BaseModel, SecretStr
+
+from personaloom.llm import structured
+from personaloom.llm.budget import Budget, BudgetExhausted
+from personaloom.llm.cache import ReplyCache, digest, public_url
+from personaloom.llm.structured import ParseError, Strategy
+from personaloom.prompts import PromptTemplate
+from personaloom.traces import CallRecord, TraceStore
+
+RETRYABLE = (
+    openai.RateLimitError,
+    openai.APITimeoutError,
+    openai.APIConnectionError,
+    openai.InternalServerError,
+)
+MAX_RETRY_AFTER = 120.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A role's resolved model settings. ``api_key`` is a SecretStr and never serialised."""
+
+    model: str
+    base_url: str | None = None
+    api_key: SecretStr | None = field(default=None, repr=False)
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    timeout: float = 60.0
+    max_retries: int = 3
+    strategy: str = "auto"
+
+    def public(self) -> dict[str, Any]:
+        return {"model": self.model, "base_url": public_url(self.base_url)}
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """What a call is for; goes into the trace."""
+
+    agent: str
+    node: str | None = None
+    sample_id: str | None = None
+    persona_id: str | None = None
+
+
+class LLMFailure(Exception):
+    """A call that produced no usable result: ``reason`` is 'llm_error' or 'unparseable'."""
+
+    def __init__(self, reason: str, details: str):
+        super().__init__(f"{reason}: {details}")
+        self.reason = reason
+        self.details = details
+
+
+def retry_delay(exc: Exception, attempt: int) -> float:
+    """Seconds to wait: the server's Retry-After if it sent one, else jittered backoff."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return min(max(float(value) * scale, 0.0), MAX_RETRY_AFTER)
+            except ValueError:
+                pass
+    return min(0.5 * 2 ** (attempt - 1), 20.0) * (0.75 + random.random() / 2)
+
+
+class LLM:
+    def __init__(
+        self,
+        endpoints: dict[str, Endpoint],
+        *,
+        traces: TraceStore,
+        budget: Budget,
+        cache: ReplyCache | None = None,
+        concurrency: int = 4,
+    ):
+        self.endpoints = endpoints
+        self.traces = traces
+        self.budget = budget
+        self.cache = cache
+        self._limit = asyncio.Semaphore(concurrency)
+        self._chats: dict[str, ChatOpenAI] = {}
+        # For `auto`: the strategy that worked per (base_url, model), learnt by probing.
+        self._learnt: dict[tuple[str | None, str], Strategy] = {}
+
+    def endpoint(self, role: str) -> Endpoint:
+        return self.endpoints.get(role) or self.endpoints["default"]
+
+    def _chat(self, role: str, endpoint: Endpoint) -> ChatOpenAI:
+        if role not in self._chats:
+            self._chats[role] = ChatOpenAI(
+                model=endpoint.model,
+                base_url=endpoint.base_url,
+                api_key=endpoint.api_key or SecretStr("not-needed"),
+                timeout=endpoint.timeout,
+                max_retries=0,
+            )
+        return self._chats[role]
+
+    def _strategies(self, endpoint: Endpoint) -> tuple[Strategy, ...]:
+        if endpoint.strategy != "auto":
+            return (endpoint.strategy,)  # type: ignore[return-value]
+        learnt = self._learnt.get((endpoint.base_url, endpoint.model))
+        return (learnt,) if learnt else structured.PROBE_ORDER
+
+    async def call(
+        self,
+        role: str,
+        template: PromptTemplate,
+        variables: dict[str, Any],
+        schema: type[BaseModel],
+        info: CallInfo,
+        *,
+        seed: int,
+        **overrides: Any,
+    ) -> BaseModel:
+        """Render ``template``, call the role's endpoint and parse the reply into ``schema``.
+
+        Raises LLMFailure when no usable reply came, BudgetExhausted when the budget ran out.
+        """
+        endpoint = self.endpoint(role)
+        if overrides:
+            endpoint = replace(endpoint, **overrides)
+        messages = template.render(**variables)
+        params = {
+            "temperature": endpoint.temperature
+            if endpoint.temperature is not None
+            else template.defaults.get("temperature"),
+            "top_p": endpoint.top_p,
+            "max_tokens": endpoint.max_tokens or template.defaults.get("max_tokens"),
+            "seed": seed,
+        }
+        params = {k: v for k, v in params.items() if v is not None}
+        base = {
+            "agent": info.agent,
+            "node": info.node,
+            "sample_id": info.sample_id,
+            "persona_id": info.persona_id,
+            "template": template.name,
+            "template_hash": template.hash,
+            "schema_name": schema.model_json_schema().get("title"),
+        }
+        strategies = self._strategies(endpoint)
+        for index, strategy in enumerate(strategies):
+            try:
+                result = await self._call_with(
+                    role, endpoint, strategy, messages, params, schema, base
+                )
+            except _Unsupported as exc:
+                if index == len(strategies) - 1:
+                    raise LLMFailure("llm_error", f"endpoint rejected the request: {exc}") from None
+                continue
+            if endpoint.strategy == "auto":
+                self._learnt[(endpoint.base_url, endpoint.model)] = strategy
+            return result
+        raise AssertionError("unreachable")
+
+    async def _call_with(
+        self,
+        role: str,
+        endpoint: Endpoint,
+        strategy: Strategy,
+        messages: list[dict[str, str]],
+        params: dict[str, Any],
+        schema: type[BaseModel],
+        base: dict[str, Any],
+    ) -> BaseModel:
+        messages, options = structured.request_options(strategy, schema, messages)
+        trace_params = {**params, **endpoint.public(), "strategy": strategy}
+        key = digest(
+            {**trace_params, "messages": messages, "schema": structured.json_schema(schema)}
+        )
+        if self.cache is not None and (hit := self.cache.get(key)) is not None:
+            result = structured.parse(hit["raw"], schema)
+            self.traces.record_call(
+                CallRecord(
+                    messages=messages,
+                    params=trace_params,
+                    status="ok",
+                    raw_reply=hit["raw"],
+                    parsed=result.model_dump(mode="json"),
+                    cache_hit=True,
+                    **base,
+                )
+            )
+            return result
+
+        chat = self._chat(role, endpoint)
+        attempt = 0
+        failures = 0
+        repaired = False
+        while True:
+            attempt += 1
+            started = time.perf_counter()
+            record = CallRecord(
+                messages=messages, params=trace_params, status="ok", attempt=attempt, **base
+            )
+            try:
+                self.budget.reserve()
+                async with self._limit:
+                    reply: AIMessage = await chat.ainvoke(messages, **params, **options)  # type: ignore[assignment]
+            except BudgetExhausted:
+                raise
+            except openai.BadRequestError as exc:
+                record.status, record.error = "error", f"bad request: {exc.message}"
+                record.latency_ms = (time.perf_counter() - started) * 1000
+                self.traces.record_call(record)
+                raise _Unsupported(exc.message) from None
+            except (*RETRYABLE, openai.APIStatusError) as exc:
+                record.status, record.error = "error", f"{type(exc).__name__}: {exc}"
+                record.latency_ms = (time.perf_counter() - started) * 1000
+                self.traces.record_call(record)
+                failures += 1
+                retryable = isinstance(exc, RETRYABLE)
+                if not retryable or failures > endpoint.max_retries:
+                    raise LLMFailure("llm_error", record.error) from None
+                await asyncio.sleep(retry_delay(exc, failures))
+                continue
+            record.latency_ms = (time.perf_counter() - started) * 1000
+            usage = reply.usage_metadata or {}
+            record.prompt_tokens = usage.get("input_tokens")
+            record.completion_tokens = usage.get("output_tokens")
+            self.budget.add_tokens(usage.get("total_tokens", 0))
+            raw = structured.raw_reply(reply.content, reply.tool_calls)
+            record.raw_reply = raw
+            try:
+                result = structured.parse(raw, schema)
+            except ParseError as exc:
+                record.status, record.error = "parse_error", str(exc)
+                self.traces.record_call(record)
+                if repaired:
+                    raise LLMFailure("unparseable", str(exc)) from None
+                repaired = True
+                messages = [
+                    *messages,
+                    {"role": "assistant", "content": raw},
+                    structured.repair_message(str(exc)),
+                ]
+                continue
+            record.parsed = result.model_dump(mode="json")
+            self.traces.record_call(record)
+            if self.cache is not None:
+                self.cache.set(key, {"raw": raw})
+            return result
+
+
+class _Unsupported(Exception):
+    """The endpoint refused the request shape (HTTP 400): try the next strategy."""

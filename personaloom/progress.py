@@ -1,0 +1,63 @@
+"""The progress bar of ``personaloom run`` on a terminal (rich, on stderr)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+class ProgressDisplay:
+    def __init__(self) -> None:
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("accepted {task.fields[accepted]}  rejected {task.fields[rejected]}"),
+            TextColumn("calls {task.fields[calls]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+        )
+        self.task = self.progress.add_task("coverage", total=None, accepted=0, rejected=0, calls=0)
+        self.needed: int | None = None
+        self.rejected = 0
+        self.progress.start()
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if kind == "run_started":
+            self.progress.update(self.task, accepted=event["accepted"])
+            self.accepted_at_start = event["accepted"]
+        elif kind == "batch":
+            if self.needed is None:
+                self.needed = event["remaining"]
+                self.progress.update(self.task, total=self.needed, completed=0)
+            self.progress.update(self.task, calls=event.get("calls", 0))
+            self.progress.update(self.task, completed=self.needed - event["remaining"])
+        elif kind == "sample_accepted":
+            self.progress.update(self.task, accepted=event["accepted"])
+            if self.needed is not None:
+                self.progress.update(self.task, completed=self.needed - event["remaining"])
+        elif kind == "sample_rejected":
+            self.rejected += 1
+            self.progress.update(self.task, rejected=self.rejected)
+        elif kind == "personas":
+            self.progress.update(self.task, description=f"coverage (personas {event['pool']})")
+
+    def close(self) -> None:
+        self.progress.stop()
+
+    def summary(self, result: Any) -> None:
+        report = result.report
+        out = self.console
+        out.print(f"[bold]{result.status}[/bold]" + (f" ({result.stop_reason})" if result.stop_reason else ""))
+        out.print(f"run directory: {result.run_dir}")
+        out.print(f"accepted {report['accepted']}, rejected {report['rejected']}, "
+                  f"calls {report['calls']}, cache hits {report['cache_hits']}, tokens {report['tokens']}")
+        for trait, values in report["coverage"].items():
+            cells = ", ".join(f"{v} {c['accepted']}/{c['target']}" for v, c in values.items())
+            out.print(f"  {trait}: {cells}")
+        if report["rejections"]:
+            out.print("  rejections: " + ", ".join(f"{k} {v}" for k, v in report["rejections"].items()))

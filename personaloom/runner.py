@@ -1,0 +1,224 @@
+"""Run a spec end to end: ``run(spec)`` for scripts, used by ``personaloom run`` too.
+
+Sets up the run directory, the endpoints (starting the embedded model when none is
+configured), the cache, traces, embeddings and Chroma, compiles the graph with the SQLite
+checkpointer in the run directory, and runs or resumes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from personaloom.corpus import Corpus
+from personaloom.embeddings import CachedEmbedder, Embedder, OpenAIEmbedder
+from personaloom.endpoints import (
+    DEFAULT_EMBEDDING_MODEL,
+    ConfigError,
+    Overrides,
+    embeddings_provider,
+    resolve_endpoints,
+    with_local,
+)
+from personaloom.events import EventSink, Listener
+from personaloom.graphs import Context, build_graph
+from personaloom.llm import LLM, Budget, ReplyCache
+from personaloom.llm.cache import default_cache_dir
+from personaloom.report import build_report, write_report
+from personaloom.spec import Spec, SpecError, load_spec, parse_spec
+from personaloom.store import RunStore, write_json_atomic
+from personaloom.traces import TraceStore
+from personaloom.vectors import PERSONAS, SAMPLES, NoveltyIndex
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2  # invalid spec, arguments or configuration
+EXIT_BUDGET = 3  # a budget ended the run before every target was met
+EXIT_STALLED = 4  # the run stopped making progress before every target was met
+EXIT_INTERRUPTED = 130
+
+_EXIT_CODES = {"complete": EXIT_OK, "budget": EXIT_BUDGET, "stalled": EXIT_STALLED}
+THREAD = {"configurable": {"thread_id": "generation"}, "recursion_limit": 1_000_000}
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    status: str
+    stop_reason: str | None
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return _EXIT_CODES.get(self.status, EXIT_INTERRUPTED)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def new_run_dir(spec: Spec, out: Path | None) -> Path:
+    run_dir = out or Path("runs") / f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    if (run_dir / "run.json").exists():
+        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _open_run(spec: Spec | str | Path | None, out: Path | None, resume: Path | None) -> tuple[Spec, Path, dict]:
+    """The spec and run directory, new or resumed, and the run's metadata."""
+    if resume is not None:
+        meta_path = resume / "run.json"
+        if not meta_path.exists():
+            raise ConfigError(f"{resume} is not a run directory (no run.json)")
+        meta = json.loads(meta_path.read_text())
+        frozen_data = yaml.safe_load((resume / "spec.yaml").read_text())
+        frozen = parse_spec(frozen_data, source=str(resume / "spec.yaml"), base_dir=Path(meta["spec_dir"]))
+        if spec is not None:
+            given = spec if isinstance(spec, Spec) else load_spec(spec)
+            if given.frozen() != frozen.frozen():
+                raise ConfigError(
+                    f"the spec differs from the one {resume} was started with; "
+                    "resume without changing it (or start a new run)"
+                )
+        return frozen, resume, meta
+    if spec is None:
+        raise ConfigError("give a spec to run, or --resume RUN_DIR")
+    spec = spec if isinstance(spec, Spec) else load_spec(spec)
+    run_dir = new_run_dir(spec, out)
+    (run_dir / "spec.yaml").write_text(yaml.safe_dump(spec.frozen(), sort_keys=False))
+    meta = {
+        "name": spec.name,
+        "spec_dir": str(spec.base_dir.resolve()),
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "elapsed_seconds": 0.0,
+        "status": "running",
+    }
+    write_json_atomic(run_dir / "run.json", meta)
+    return spec, run_dir, meta
+
+
+def _embedder(spec: Spec, overrides: Overrides, endpoints: dict, cache: ReplyCache | None) -> Embedder:
+    from personaloom.local.embed import LocalEmbedder, local_embeddings_available
+
+    provider = embeddings_provider(spec, overrides, local_embeddings_available())
+    if provider == "local":
+        if not local_embeddings_available():
+            raise ConfigError(
+                "local embeddings need the local extra: pip install 'personaloom[local]' "
+                "(or set embeddings.provider: openai)"
+            )
+        inner: Embedder = LocalEmbedder()
+    else:
+        default = endpoints["default"]
+        inner = OpenAIEmbedder(
+            spec.embeddings.model or DEFAULT_EMBEDDING_MODEL,
+            base_url=spec.embeddings.base_url or default.base_url,
+            api_key=default.api_key,
+            timeout=default.timeout,
+        )
+    return CachedEmbedder(inner, cache) if cache is not None else inner
+
+
+async def arun(
+    spec: Spec | str | Path | None = None,
+    *,
+    out: Path | None = None,
+    resume: Path | None = None,
+    overrides: Overrides = Overrides(),
+    listeners: Iterable[Listener] = (),
+    notice: Callable[[str], None] = _stderr,
+) -> RunResult:
+    """Run (or with ``resume``, continue) a spec; returns when the graph ends."""
+    spec, run_dir, meta = _open_run(spec, out, resume)
+    endpoints, needs_local = resolve_endpoints(spec, overrides)
+    started = time.monotonic()
+    status, stop_reason = "interrupted", "interrupted"
+    async with AsyncExitStack() as stack:
+        if needs_local:
+            from personaloom.local.server import TINY_MODEL_NOTICE, LocalModelServer
+
+            notice(TINY_MODEL_NOTICE)
+            server = LocalModelServer(log_path=run_dir / "local-model.log")
+            stack.callback(server.stop)
+            await asyncio.to_thread(server.start)
+            endpoints = with_local(endpoints, server.base_url, server.model)
+        traces = TraceStore(run_dir / "traces.sqlite")
+        stack.callback(traces.close)
+        cache = None
+        if spec.cache.enabled:
+            cache_root = spec.resolve(spec.cache.dir) if spec.cache.dir else default_cache_dir()
+            cache = ReplyCache(cache_root / "replies", size_limit_mb=spec.cache.size_limit_mb)
+            stack.callback(cache.close)
+        usage = traces.usage()
+        budget = Budget(
+            max_calls=spec.budget.max_calls,
+            max_tokens=spec.budget.max_tokens,
+            max_seconds=spec.budget.max_seconds,
+            calls=usage.calls,
+            tokens=usage.tokens,
+            elapsed_before=meta.get("elapsed_seconds", 0.0),
+        )
+        llm = LLM(endpoints, traces=traces, budget=budget, cache=cache, concurrency=spec.concurrency)
+        store = RunStore(run_dir)
+        embedder = _embedder(spec, overrides, endpoints, cache)
+        index = NoveltyIndex(run_dir / "chroma")
+        from personaloom.agents.critic import text_of
+
+        await asyncio.to_thread(
+            index.reconcile, SAMPLES, {s["id"]: text_of(spec, s["output"]) for s in store.dataset.rows}, embedder.embed
+        )
+        await asyncio.to_thread(
+            index.reconcile, PERSONAS, {p["id"]: p["persona"] for p in store.personas.rows}, embedder.embed
+        )
+        events = EventSink(traces, list(listeners))
+        ctx = Context(spec=spec, store=store, llm=llm, embedder=embedder, index=index, corpus=Corpus(spec), events=events)
+        checkpointer = await stack.enter_async_context(
+            AsyncSqliteSaver.from_conn_string(str(run_dir / "checkpoints.sqlite"))
+        )
+        app = build_graph().compile(checkpointer=checkpointer)
+        snapshot = await app.aget_state(THREAD)
+        values = snapshot.values or {}
+        events.emit(
+            "run_started",
+            run_dir=str(run_dir),
+            resumed=resume is not None,
+            accepted=store.accepted,
+            models={role: e.public() for role, e in endpoints.items()},
+        )
+        try:
+            if snapshot.next:
+                final = await app.ainvoke(None, THREAD, context=ctx)
+            elif values.get("status") not in (None, "running"):
+                final = values  # a finished run: nothing left to do
+            else:
+                initial = {"status": "running", "round": 0, "outcomes": None}
+                final = await app.ainvoke(initial, THREAD, context=ctx)
+            status, stop_reason = final["status"], final.get("stop_reason")
+        finally:
+            report = build_report(spec, store, traces, status=status, stop_reason=stop_reason)
+            write_report(run_dir, report)
+            meta["elapsed_seconds"] = round(meta.get("elapsed_seconds", 0.0) + time.monotonic() - started, 3)
+            meta["status"] = status
+            write_json_atomic(run_dir / "run.json", meta)
+            events.emit("run_finished", status=status, stop_reason=stop_reason, accepted=store.accepted)
+    return RunResult(run_dir=run_dir, status=status, stop_reason=stop_reason, report=report)
+
+
+def run(spec: Spec | str | Path | None = None, **kwargs: Any) -> RunResult:
+    """Synchronous ``arun`` for scripts: ``run("spec.yaml").report``."""
+    return asyncio.run(arun(spec, **kwargs))
+
+
+__all__ = ["RunResult", "SpecError", "ConfigError", "arun", "run"]

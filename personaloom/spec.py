@@ -1,0 +1,457 @@
+"""The spec: a user's data design, validated before any LLM call.
+
+A spec is YAML (read with ``yaml.safe_load``) checked by the pydantic models below. Paths in
+it are relative to the spec file. ``load_spec`` returns a :class:`Spec` or raises
+:class:`SpecError` listing every problem with its field path, so a user can fix them all at once.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+ROLES = ("persona_miner", "persona_relater", "writer", "critic")
+STRUCTURED_STRATEGIES = ("auto", "json_schema", "json_object", "tools", "prompt")
+_SIMPLE_TYPES: dict[str, Any] = {
+    "str": str,
+    "string": str,
+    "int": int,
+    "integer": int,
+    "float": float,
+    "number": float,
+    "bool": bool,
+    "boolean": bool,
+    "list[str]": list[str],
+}
+
+
+class SpecError(Exception):
+    """A spec that cannot be used; ``problems`` holds one ``(field path, message)`` per error."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {len(problems)} problem(s)"]
+        lines += [f"  {path or '<spec>'}: {msg}" for path, msg in problems]
+        super().__init__("\n".join(lines))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class LengthLimits(_Strict):
+    min_words: int | None = Field(None, ge=1, description="fewest words in the text fields")
+    max_words: int | None = Field(None, ge=1, description="most words in the text fields")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LengthLimits:
+        if self.min_words and self.max_words and self.min_words > self.max_words:
+            raise ValueError("min_words must not exceed max_words")
+        return self
+
+
+class Task(_Strict):
+    instruction: str = Field(min_length=1)
+    output: dict[str, Any] = Field(
+        description="fields of one record: {name: type} with type one of "
+        + ", ".join(sorted(set(_SIMPLE_TYPES)))
+        + ", or a JSON schema of an object"
+    )
+    examples: list[dict[str, Any]] = Field(default_factory=list, description="few-shot examples")
+    length: LengthLimits = Field(default_factory=LengthLimits)
+
+    @field_validator("output")
+    @classmethod
+    def _output_fields(cls, value: dict[str, Any]) -> dict[str, Any]:
+        fields = output_fields(value)  # raises ValueError naming the bad field
+        if not fields:
+            raise ValueError("needs at least one field")
+        return value
+
+
+def output_fields(output: dict[str, Any]) -> dict[str, Any]:
+    """Map a task's ``output`` (simple mapping or JSON schema) to ``{name: python type}``."""
+    if output.get("type") == "object" and isinstance(output.get("properties"), dict):
+        props = output["properties"]
+        result = {}
+        for name, prop in props.items():
+            kind = prop.get("type") if isinstance(prop, dict) else None
+            if kind == "array" and (prop.get("items") or {}).get("type") == "string":
+                kind = "list[str]"
+            if kind not in _SIMPLE_TYPES:
+                raise ValueError(f"property {name!r}: unsupported JSON schema type {kind!r}")
+            result[name] = _SIMPLE_TYPES[kind]
+        return result
+    result = {}
+    for name, kind in output.items():
+        if not isinstance(kind, str) or kind not in _SIMPLE_TYPES:
+            raise ValueError(
+                f"field {name!r}: type {kind!r} is not one of {sorted(set(_SIMPLE_TYPES))}"
+            )
+        if not name.isidentifier():
+            raise ValueError(f"field {name!r}: names must be identifiers")
+        result[name] = _SIMPLE_TYPES[kind]
+    return result
+
+
+class CorpusSource(_Strict):
+    path: str | None = Field(None, description="glob of text files, one text per file")
+    jsonl: str | None = Field(None, description="JSON-lines file, one text per line")
+    field: str = Field("text", description="the JSONL field holding the text")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> CorpusSource:
+        if (self.path is None) == (self.jsonl is None):
+            raise ValueError("give exactly one of `path` (a glob) or `jsonl` (a file)")
+        return self
+
+
+class Personas(_Strict):
+    relations: list[str] = Field(
+        default_factory=lambda: ["read", "write", "like", "dislike"], min_length=1
+    )
+    per_text: int = Field(2, ge=1, le=20, description="personas mined from each text")
+    relate_depth: int = Field(1, ge=0, le=6, description="Persona-to-Persona rounds")
+    relate_per_persona: int = Field(2, ge=1, le=10)
+    max_uses: int = Field(2, ge=1, description="drafts per persona before mining new ones")
+    novelty_threshold: float = Field(0.9, gt=0, le=1, description="persona dedup similarity")
+
+
+class Trait(_Strict):
+    values: list[str] = Field(min_length=1)
+    target: int | dict[str, int] = Field(description="accepted samples per value")
+    description: str | None = None
+
+    @field_validator("values")
+    @classmethod
+    def _unique(cls, values: list[str]) -> list[str]:
+        dupes = sorted({v for v in values if values.count(v) > 1})
+        if dupes:
+            raise ValueError(f"duplicate values: {dupes}")
+        return values
+
+    @model_validator(mode="after")
+    def _targets(self) -> Trait:
+        if isinstance(self.target, int):
+            if self.target < 0:
+                raise ValueError("target must be >= 0")
+            return self
+        unknown = sorted(set(self.target) - set(self.values))
+        if unknown:
+            raise ValueError(f"target names unknown values {unknown}")
+        if any(t < 0 for t in self.target.values()):
+            raise ValueError("targets must be >= 0")
+        return self
+
+    def targets(self) -> dict[str, int]:
+        if isinstance(self.target, int):
+            return {v: self.target for v in self.values}
+        return {v: self.target.get(v, 0) for v in self.values}
+
+
+class Novelty(_Strict):
+    threshold: float = Field(0.9, gt=0, le=1, description="cosine similarity that rejects")
+
+
+class Critic(_Strict):
+    min_score: int = Field(3, ge=1, le=5)
+    max_revisions: int = Field(1, ge=0, le=5)
+    check_traits: bool = Field(True, description="ask the critic to confirm assigned traits")
+
+
+class Budget(_Strict):
+    max_calls: int | None = Field(500, ge=1, description="endpoint calls (cache hits are free)")
+    max_tokens: int | None = Field(None, ge=1)
+    max_seconds: float | None = Field(None, gt=0)
+
+
+class ModelConfig(_Strict):
+    model: str | None = None
+    base_url: str | None = None
+    api_key: SecretStr | None = Field(None, description="prefer api_key_env or OPENAI_API_KEY")
+    api_key_env: str | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    timeout: float | None = Field(None, gt=0, description="seconds per request")
+    max_retries: int | None = Field(None, ge=0, le=10)
+    structured_output: Literal["auto", "json_schema", "json_object", "tools", "prompt"] | None = (
+        None
+    )
+
+    def merged_over(self, base: ModelConfig) -> ModelConfig:
+        data = base.model_dump(exclude_none=True)
+        data.update(self.model_dump(exclude_none=True))
+        return ModelConfig(**data)
+
+
+class Models(_Strict):
+    default: ModelConfig = Field(default_factory=ModelConfig)
+    persona_miner: ModelConfig = Field(default_factory=ModelConfig)
+    persona_relater: ModelConfig = Field(default_factory=ModelConfig)
+    writer: ModelConfig = Field(default_factory=ModelConfig)
+    critic: ModelConfig = Field(default_factory=ModelConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hyphens(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {str(k).replace("-", "_"): v for k, v in data.items()}
+        return data
+
+    def for_role(self, role: str) -> ModelConfig:
+        return getattr(self, role).merged_over(self.default)
+
+
+class Embeddings(_Strict):
+    provider: Literal["local", "openai"] | None = None
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+
+
+class CacheConfig(_Strict):
+    enabled: bool = True
+    dir: str | None = Field(None, description="default: $PERSONALOOM_CACHE_DIR or ~/.cache")
+    size_limit_mb: int = Field(512, ge=1)
+
+
+class Spec(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    task: Task
+    corpus: list[CorpusSource] = Field(min_length=1)
+    personas: Personas = Field(default_factory=Personas)
+    traits: dict[str, Trait] = Field(default_factory=dict)
+    vocabulary: dict[str, str] = Field(default_factory=dict, description="part -> word file")
+    novelty: Novelty = Field(default_factory=Novelty)
+    critic: Critic = Field(default_factory=Critic)
+    budget: Budget = Field(default_factory=Budget)
+    models: Models = Field(default_factory=Models)
+    embeddings: Embeddings = Field(default_factory=Embeddings)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    prompts: dict[str, str] = Field(default_factory=dict, description="role -> template file")
+    total: int | None = Field(None, ge=1, description="accepted samples wanted in all")
+    concurrency: int = Field(4, ge=1, le=256)
+    seed: int = 0
+
+    # Set by load_spec: the folder relative paths are resolved against. Not part of the YAML.
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("traits")
+    @classmethod
+    def _trait_names(cls, traits: dict[str, Trait]) -> dict[str, Trait]:
+        for name in traits:
+            if not name.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(f"trait name {name!r} must be letters, digits, - or _")
+        return traits
+
+    @model_validator(mode="after")
+    def _has_target(self) -> Spec:
+        if self.total is None and not any(sum(t.targets().values()) for t in self.traits.values()):
+            raise ValueError("set `total` or give at least one trait a target above 0")
+        return self
+
+    @field_validator("prompts")
+    @classmethod
+    def _prompt_roles(cls, prompts: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(prompts) - set(ROLES))
+        if unknown:
+            raise ValueError(f"unknown roles {unknown}; roles are {list(ROLES)}")
+        return prompts
+
+    def resolve(self, relative: str) -> Path:
+        path = Path(relative).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    def output_model(self) -> type[BaseModel]:
+        """The pydantic model of one generated record."""
+        fields = {name: (kind, ...) for name, kind in output_fields(self.task.output).items()}
+        return create_model("Record", __config__=ConfigDict(extra="forbid"), **fields)
+
+    def text_fields(self) -> list[str]:
+        return [n for n, k in output_fields(self.task.output).items() if k in (str, list[str])]
+
+    def targets(self) -> dict[str, dict[str, int]]:
+        return {name: trait.targets() for name, trait in self.traits.items()}
+
+    def frozen(self) -> dict[str, Any]:
+        """The spec as plain data for the run directory: no secret ever included."""
+        from personaloom.llm.cache import public_url
+
+        data = self.model_dump(mode="json", exclude_none=True)
+        for role in data.get("models", {}).values():
+            role.pop("api_key", None)
+            if role.get("base_url"):
+                role["base_url"] = public_url(role["base_url"])
+        if data.get("embeddings", {}).get("base_url"):
+            data["embeddings"]["base_url"] = public_url(data["embeddings"]["base_url"])
+        return data
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in ("function-after", "function-before") or "[" in str(item):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def _format_error(err: dict[str, Any]) -> str:
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return "unknown field (check the spelling; see docs/spec.md)"
+    if err["type"] == "missing":
+        return "required field is missing"
+    given = err.get("input")
+    if given is not None and not isinstance(given, dict | list) and err["type"] != "missing":
+        msg += f" (got {given!r})"
+    return msg
+
+
+def parse_spec(data: Any, *, source: str = "<spec>", base_dir: Path | None = None) -> Spec:
+    """Validate already-loaded data; raises SpecError with every problem."""
+    if not isinstance(data, dict):
+        raise SpecError(source, [("", f"expected a mapping at the top, got {type(data).__name__}")])
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        problems = [(_format_loc(e["loc"]), _format_error(e)) for e in exc.errors()]
+        raise SpecError(source, problems) from None
+    spec.base_dir = base_dir or Path(".")
+    return spec
+
+
+def load_spec(path: str | Path, *, check_files: bool = True) -> Spec:
+    """Read, validate and (by default) check the files a spec names."""
+    path = Path(path)
+    source = str(path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(source, [("", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(source, [("", f"cannot read: {exc}")]) from None
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise SpecError(source, [("", f"invalid YAML: {where}{getattr(exc, 'problem', exc)}")])
+    spec = parse_spec(data, source=source, base_dir=path.resolve().parent)
+    if check_files:
+        problems = check_spec_files(spec)
+        if problems:
+            raise SpecError(source, problems)
+    return spec
+
+
+def _text_problem(path: Path) -> str | None:
+    """Why a file is not readable UTF-8 text, or None."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(8192)
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror}"
+    if b"\0" in head:
+        return f"{path} is binary, expected UTF-8 text"
+    try:
+        path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        return f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+    return None
+
+
+def corpus_files(spec: Spec, index: int) -> list[Path]:
+    source = spec.corpus[index]
+    if source.path is not None:
+        pattern = str(spec.resolve(source.path))
+        return sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+    return [spec.resolve(source.jsonl or "")]
+
+
+def check_spec_files(spec: Spec) -> list[tuple[str, str]]:
+    """Problems with the corpus, vocabulary and prompt files a spec names."""
+    problems: list[tuple[str, str]] = []
+    for i, source in enumerate(spec.corpus):
+        where = f"corpus[{i}]." + ("path" if source.path is not None else "jsonl")
+        files = corpus_files(spec, i)
+        if not files:
+            problems.append((where, f"no file matches {source.path!r} (relative to the spec)"))
+            continue
+        for file in files:
+            if not file.exists():
+                problems.append((where, f"file not found: {file}"))
+            elif problem := _text_problem(file):
+                problems.append((where, problem))
+            elif source.jsonl is not None:
+                problems += _check_jsonl(file, source.field, where)
+    for part, rel in spec.vocabulary.items():
+        file = spec.resolve(rel)
+        where = f"vocabulary.{part}"
+        if not file.is_file():
+            problems.append((where, f"file not found: {file}"))
+        elif problem := _text_problem(file):
+            problems.append((where, problem))
+        elif not read_words(file):
+            problems.append((where, f"{file} holds no words (one word per line expected)"))
+    for role, rel in spec.prompts.items():
+        file = spec.resolve(rel)
+        if not file.is_file():
+            problems.append((f"prompts.{role}", f"file not found: {file}"))
+        elif problem := _text_problem(file):
+            problems.append((f"prompts.{role}", problem))
+    return problems
+
+
+def _check_jsonl(file: Path, field: str, where: str) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    with file.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.append((where, f"{file}:{number}: invalid JSON ({exc.msg})"))
+            else:
+                if not isinstance(row, dict) or not isinstance(row.get(field), str):
+                    problems.append((where, f"{file}:{number}: no string field {field!r}"))
+            if len(problems) >= 5:
+                problems.append((where, f"{file}: stopping after 5 problems"))
+                break
+    return problems
+
+
+def read_words(path: Path) -> list[str]:
+    """One word (or short phrase) per line; blank lines and # comments ignored."""
+    words = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        word = line.split("#", 1)[0].strip()
+        if word:
+            words.append(word)
+    return list(dict.fromkeys(words))
+
+
+def total_target(spec: Spec) -> int:
+    """The fewest accepted samples that can meet every per-value target."""
+    per_trait = [sum(t.targets().values()) for t in spec.traits.values()]
+    return max([spec.total or 0, *per_trait])

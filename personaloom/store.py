@@ -1,0 +1,137 @@
+"""The run directory's JSONL files and the counts derived from them.
+
+``dataset.jsonl`` is the source of truth: coverage counts, persona usage and vocabulary usage
+are rebuilt from it whenever a run opens, so a resumed run cannot drift from what it wrote.
+Appends are idempotent by id (a resumed LangGraph node runs again from its start), flushed
+and fsynced; a line torn by a kill is cut off when the file is opened again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+DATASET = "dataset.jsonl"
+REJECTED = "rejected.jsonl"
+PERSONAS = "personas.jsonl"
+
+
+def read_jsonl(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
+    """Rows of a JSONL file. With ``repair``, a torn last line is truncated away."""
+    if not path.exists():
+        return []
+    rows: list[dict[str, Any]] = []
+    good_end = 0
+    with path.open("rb") as handle:
+        for line in handle:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+            good_end += len(line)
+    if repair and good_end != path.stat().st_size:
+        with path.open("r+b") as handle:
+            handle.truncate(good_end)
+    return rows
+
+
+class _JsonlLog:
+    """An append-only JSONL file with an id index."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.rows = read_jsonl(path, repair=True)
+        self.ids = {row["id"] for row in self.rows}
+
+    def append(self, row: dict[str, Any]) -> bool:
+        """Append unless a row with this id is already there; True if written."""
+        if row["id"] in self.ids:
+            return False
+        line = json.dumps(row, ensure_ascii=False) + "\n"
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.ids.add(row["id"])
+        self.rows.append(row)
+        return True
+
+
+class RunStore:
+    """Accepted samples, rejected drafts and the persona pool of one run."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.dataset = _JsonlLog(run_dir / DATASET)
+        self.rejected = _JsonlLog(run_dir / REJECTED)
+        self.personas = _JsonlLog(run_dir / PERSONAS)
+        self.persona_by_id = {p["id"]: p for p in self.personas.rows}
+        self.coverage: Counter[tuple[str, str]] = Counter()
+        self.attempts: Counter[tuple[str, str]] = Counter()
+        self.persona_uses: Counter[str] = Counter()
+        self.word_uses: Counter[tuple[str, str]] = Counter()
+        self.reasons: Counter[str] = Counter(r["reason"] for r in self.rejected.rows)
+        for sample in self.dataset.rows:
+            self._count_sample(sample)
+        for rejection in self.rejected.rows:
+            self._count_attempt(rejection.get("traits", {}))
+
+    @property
+    def accepted(self) -> int:
+        return len(self.dataset.rows)
+
+    def _count_attempt(self, traits: dict[str, str]) -> None:
+        for trait, value in traits.items():
+            self.attempts[(trait, value)] += 1
+
+    def _count_sample(self, sample: dict[str, Any]) -> None:
+        for trait, value in sample["traits"].items():
+            self.coverage[(trait, value)] += 1
+        self._count_attempt(sample["traits"])
+        self.persona_uses[sample["persona"]["id"]] += 1
+        for part, word in sample.get("words", {}).items():
+            self.word_uses[(part, word)] += 1
+
+    def add_sample(self, sample: dict[str, Any]) -> bool:
+        if not self.dataset.append(sample):
+            return False
+        self._count_sample(sample)
+        return True
+
+    def add_rejection(self, rejection: dict[str, Any]) -> bool:
+        if not self.rejected.append(rejection):
+            return False
+        self.reasons[rejection["reason"]] += 1
+        self._count_attempt(rejection.get("traits", {}))
+        return True
+
+    def add_persona(self, persona: dict[str, Any]) -> bool:
+        if not self.personas.append(persona):
+            return False
+        self.persona_by_id[persona["id"]] = persona
+        return True
+
+    def lineage(self, persona_id: str) -> list[str]:
+        """Persona ids from this one up to the persona mined from a text."""
+        chain = []
+        current: str | None = persona_id
+        while current is not None and current in self.persona_by_id and current not in chain:
+            chain.append(current)
+            current = self.persona_by_id[current].get("parent_id")
+        return chain
+
+    def source_text_id(self, persona_id: str) -> str | None:
+        chain = self.lineage(persona_id)
+        return self.persona_by_id[chain[-1]].get("source_text_id") if chain else None
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
