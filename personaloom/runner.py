@@ -171,6 +171,7 @@ async def arun(
             elapsed_before=meta.get("elapsed_seconds", 0.0),
         )
         llm = LLM(endpoints, traces=traces, budget=budget, cache=cache, concurrency=spec.concurrency)
+        stack.push_async_callback(llm.aclose)
         store = RunStore(run_dir)
         embedder = _embedder(spec, overrides, endpoints, cache)
         index = NoveltyIndex(run_dir / "chroma")

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import httpx
 import openai
 from langchain_core.messages import AIMessage
 from langchain_openai import ChatOpenAI
@@ -102,6 +103,12 @@ class LLM:
         self.cache = cache
         self._limit = asyncio.Semaphore(concurrency)
         self._chats: dict[str, ChatOpenAI] = {}
+        # Our own HTTP client: langchain-openai's default one is cached per process and
+        # bound to the first event loop, which breaks a second ``asyncio.run`` in a script.
+        self._http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=max(concurrency, 1) * 2),
+            timeout=max((e.timeout for e in endpoints.values()), default=60.0),
+        )
         # For `auto`: the strategy that worked per (base_url, model), learnt by probing.
         self._learnt: dict[tuple[str | None, str], Strategy] = {}
 
@@ -116,8 +123,12 @@ class LLM:
                 api_key=endpoint.api_key or SecretStr("not-needed"),
                 timeout=endpoint.timeout,
                 max_retries=0,
+                http_async_client=self._http,
             )
         return self._chats[role]
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
 
     def _strategies(self, endpoint: Endpoint) -> tuple[Strategy, ...]:
         if endpoint.strategy != "auto":

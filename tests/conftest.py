@@ -1,0 +1,94 @@
+"""Shared fixtures: a scripted OpenAI-compatible endpoint on loopback and small specs."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from personaloom.testing.scripted import PersonaloomResponder, ScriptedEndpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+TEXTS = [
+    "The harbour master posted new tide tables and a warning about the broken crane on pier 4.",
+    "Our school garden grew forty pumpkins this year; the children weighed every single one.",
+    "A review of the night bus: late, cold, but the driver sang old songs the whole way home.",
+    "Minutes of the allotment society: the compost heap is on fire again, motion to buy a hose.",
+    "The bakery raises bread prices by ten cents; rye flour doubled in cost since the spring.",
+    "Trail report: the ridge path is icy above the second hut, crampons strongly recommended.",
+]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the user's endpoint, key or cache."""
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PERSONALOOM_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def responder() -> PersonaloomResponder:
+    return PersonaloomResponder()
+
+
+@pytest.fixture
+def endpoint(responder: PersonaloomResponder) -> Iterator[ScriptedEndpoint]:
+    with ScriptedEndpoint(responder) as server:
+        yield server
+
+
+SpecFactory = Callable[..., Path]
+
+
+@pytest.fixture
+def make_spec(tmp_path: Path, endpoint: ScriptedEndpoint) -> SpecFactory:
+    """Write a small spec (and its corpus) aimed at the scripted endpoint; returns its path.
+
+    Keyword arguments replace top-level sections of the default spec.
+    """
+
+    def factory(name: str = "unit", **sections: Any) -> Path:
+        folder = tmp_path / name
+        (folder / "corpus").mkdir(parents=True, exist_ok=True)
+        for i, text in enumerate(TEXTS):
+            (folder / "corpus" / f"{i:02d}.txt").write_text(text + "\n")
+        (folder / "nouns.txt").write_text("dog\nball\nboat\nhat\ncake\n")
+        (folder / "verbs.txt").write_text("jump\nrun\nsing\n")
+        spec: dict[str, Any] = {
+            "name": name,
+            "task": {
+                "instruction": "Write a short story.",
+                "output": {"title": "str", "story": "str"},
+                "length": {"min_words": 10, "max_words": 400},
+            },
+            "corpus": [{"path": "corpus/*.txt"}],
+            "personas": {"per_text": 2, "relate_depth": 1, "relate_per_persona": 2, "max_uses": 1},
+            "traits": {
+                "feature": {"values": ["dialogue", "moral"], "target": 2},
+                "setting": {"values": ["forest", "sea"], "target": 2},
+            },
+            "vocabulary": {"noun": "nouns.txt", "verb": "verbs.txt"},
+            "novelty": {"threshold": 0.9},
+            "critic": {"min_score": 3, "max_revisions": 1},
+            "budget": {"max_calls": 200},
+            "models": {"default": {"base_url": endpoint.base_url, "timeout": 10, "max_retries": 2}},
+            "embeddings": {"provider": "openai", "model": "scripted-embed"},
+            "concurrency": 2,
+            "seed": 0,
+        }
+        spec.update(sections)
+        path = folder / "spec.yaml"
+        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        return path
+
+    return factory
+
+
+def dedent(text: str) -> str:
+    return textwrap.dedent(text).lstrip()
