@@ -1,0 +1,1 @@
+"""Test doubles for personaloom: a scripted OpenAI-compatible endpoint that plays its agents."""
