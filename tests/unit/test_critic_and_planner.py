@@ -1,0 +1,103 @@
+"""Deterministic critic checks and the coverage planner, called directly."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from personaloom.agents.critic import Review, deterministic_checks, judge, uses_word
+from personaloom.agents.models import RejectReason
+from personaloom.graphs.planner import Planner
+from personaloom.graphs.state import DraftTask
+from personaloom.spec import load_spec
+from personaloom.store import RunStore
+
+
+@pytest.mark.parametrize(
+    ("word", "text", "used"),
+    [
+        ("jump", "The dog jumped high.", True),
+        ("jump", "She was jumping.", True),
+        ("dance", "They danced and were dancing.", True),
+        ("happy", "They played happily.", True),
+        ("run", "He was running home.", True),
+        ("cry", "The baby cried.", True),
+        ("cat", "A catalogue of things.", False),
+        ("ice cream", "We ate ice cream.", True),
+        ("ball", "No toys here.", False),
+    ],
+)
+def test_word_use_accepts_inflections_only(word: str, text: str, used: bool) -> None:
+    assert uses_word(text, word) is used
+
+
+def task(**traits: str) -> DraftTask:
+    return DraftTask(draft_id="s0000-00", round=0, persona_id="p1", traits=traits, words={"noun": "dog", "verb": "jump"}, seed=1)
+
+
+def test_deterministic_checks_in_order(make_spec) -> None:
+    spec = load_spec(make_spec())
+    long = " ".join(["word"] * 20)
+    assert deterministic_checks(spec, task(), {"title": "", "story": long}).reason == RejectReason.SCHEMA_INVALID
+    finding = deterministic_checks(spec, task(), {"title": "T", "story": long})
+    assert finding.reason == RejectReason.MISSING_WORDS and "dog, jump" in finding.feedback
+    finding = deterministic_checks(spec, task(), {"title": "T", "story": "The dog jumped."})
+    assert finding.reason == RejectReason.LENGTH and "at least 10" in finding.feedback
+    assert deterministic_checks(spec, task(), {"title": "T", "story": f"The dog jumped. {long}"}) is None
+
+
+def test_judge_prefers_trait_mismatch_then_quality(make_spec) -> None:
+    spec = load_spec(make_spec())
+    t = task(setting="sea")
+    assert judge(spec, t, Review(score=5, feedback="", traits={"setting": False})).reason == RejectReason.TRAIT_MISMATCH
+    assert judge(spec, t, Review(score=2, feedback="dull", traits={"setting": True})).reason == RejectReason.LOW_QUALITY
+    assert judge(spec, t, Review(score=3, feedback="", traits={"setting": True})) is None
+
+
+def planner_for(make_spec, tmp_path: Path, **sections) -> Planner:
+    spec = load_spec(make_spec(**sections))
+    store = RunStore(tmp_path / "run")
+    for i in range(4):
+        store.add_persona({"id": f"p{i}", "persona": f"person {i}", "depth": 0, "source_text_id": "t", "relation": "read", "parent_id": None})
+    return Planner(spec, store, {"noun": ["dog", "cat", "hat"]})
+
+
+def test_planner_fills_the_largest_deficit_first(make_spec, tmp_path: Path) -> None:
+    traits = {"level": {"values": ["easy", "hard"], "target": {"easy": 1, "hard": 6}}}
+    planner = planner_for(make_spec, tmp_path, traits=traits)
+    tasks = planner.assign(0, 4, list(planner.store.persona_by_id))
+    assert Counter(t.traits["level"] for t in tasks) == {"hard": 3, "easy": 1}
+    assert len({t.persona_id for t in tasks}) == 4, "one draft per persona per batch"
+    assert len({t.words["noun"] for t in tasks[:3]}) == 3, "least-used words first"
+    assert planner.remaining() == 7
+
+
+def test_planner_reserves_so_a_batch_cannot_overshoot(make_spec, tmp_path: Path) -> None:
+    traits = {"level": {"values": ["easy", "hard"], "target": 1}}
+    planner = planner_for(make_spec, tmp_path, traits=traits)
+    tasks = planner.assign(0, 2, list(planner.store.persona_by_id))
+    assert sorted(t.traits["level"] for t in tasks) == ["easy", "hard"]
+
+
+def test_planner_counts_accepted_samples(make_spec, tmp_path: Path) -> None:
+    planner = planner_for(make_spec, tmp_path)
+    sample = {"id": "s1", "output": {}, "persona": {"id": "p0"}, "traits": {"feature": "moral", "setting": "sea"}, "words": {}}
+    planner.store.add_sample(sample)
+    assert not planner.store.add_sample(sample), "appends are idempotent by id"
+    assert planner.unmet() == {"feature": {"dialogue": 2, "moral": 1}, "setting": {"forest": 2, "sea": 1}}
+    assert planner.remaining() == 3
+    assert "p0" not in planner.available_personas(exhausted=False), "max_uses is 1"
+    assert "p0" in planner.available_personas(exhausted=True)
+
+
+def test_torn_last_line_is_cut_on_open(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    store.add_persona({"id": "p1", "persona": "x", "depth": 0})
+    with (tmp_path / "personas.jsonl").open("a") as handle:
+        handle.write('{"id": "p2", "pers')
+    reopened = RunStore(tmp_path)
+    assert list(reopened.persona_by_id) == ["p1"]
+    assert reopened.add_persona({"id": "p2", "persona": "y", "depth": 0})
+    assert len(RunStore(tmp_path).personas.rows) == 2
