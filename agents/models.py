@@ -13,8 +13,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 
+# Schema-only hints (json_schema_extra, not validation): a grammar-constrained small model
+# then writes descriptions instead of bare names.
+_DESCRIPTION = {"minLength": 40, "maxLength": 400}
+
+
 class MinedPersona(BaseModel):
-    persona: str = Field(description="one or two sentences describing one specific person")
+    persona: str = Field(
+        description="one or two sentences describing one specific person",
+        json_schema_extra=_DESCRIPTION,
+    )
 
 
 class PersonaList(BaseModel):
@@ -26,7 +34,9 @@ class PersonaList(BaseModel):
 
 class RelatedPersona(BaseModel):
     relation: str = Field(description="how this person relates to the given one, e.g. 'patient'")
-    persona: str = Field(description="one or two sentences describing that person")
+    persona: str = Field(
+        description="one or two sentences describing that person", json_schema_extra=_DESCRIPTION
+    )
 
 
 class RelatedPersonaList(BaseModel):
@@ -44,7 +54,13 @@ def critic_model(traits: list[str]) -> type[BaseModel]:
     """
     fields: dict[str, Any] = {
         "score": (int, Field(description="overall quality from 1 (bad) to 5 (excellent)")),
-        "feedback": (str, Field(description="one or two sentences: what to improve")),
+        "feedback": (
+            str,
+            Field(
+                description="one or two sentences: what to improve",
+                json_schema_extra={"maxLength": 300},
+            ),
+        ),
     }
     for trait in traits:
         fields[trait_field(trait)] = (bool, Field(description=f"does it have the {trait}?"))

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 ROLES = ("persona_miner", "persona_relater", "writer", "critic")
+TITLE_FIELDS = frozenset({"title", "name", "subject", "headline", "heading"})
 STRUCTURED_STRATEGIES = ("auto", "json_schema", "json_object", "tools", "prompt")
 _SIMPLE_TYPES: dict[str, Any] = {
     "str": str,
@@ -279,9 +280,32 @@ class Spec(_Strict):
         return path if path.is_absolute() else self.base_dir / path
 
     def output_model(self) -> type[BaseModel]:
-        """The pydantic model of one generated record."""
-        fields = {name: (kind, ...) for name, kind in output_fields(self.task.output).items()}
+        """The pydantic model of one generated record.
+
+        Length hints go into the JSON schema only (``minLength`` on the main text field,
+        ``maxLength`` on title-like fields): endpoints that constrain decoding to the schema,
+        such as llama.cpp, then write full-length texts, while a short reply from another
+        endpoint still parses and gets the critic's ``length`` verdict and a revision.
+        """
+        kinds = output_fields(self.task.output)
+        main = self.main_text_field()
+        fields: dict[str, Any] = {}
+        for name, kind in kinds.items():
+            hints: dict[str, Any] = {}
+            if kind is str and name.lower() in TITLE_FIELDS:
+                hints["maxLength"] = 100
+            elif name == main and self.task.length.min_words:
+                hints["minLength"] = self.task.length.min_words * 4
+            fields[name] = (kind, Field(..., json_schema_extra=hints or None))
         return create_model("Record", __config__=ConfigDict(extra="forbid"), **fields)
+
+    def main_text_field(self) -> str | None:
+        """The last string field that is not a title: where the length hint goes."""
+        candidates = [
+            n for n, k in output_fields(self.task.output).items()
+            if k is str and n.lower() not in TITLE_FIELDS
+        ]
+        return candidates[-1] if candidates else None
 
     def text_fields(self) -> list[str]:
         return [n for n, k in output_fields(self.task.output).items() if k in (str, list[str])]

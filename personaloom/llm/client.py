@@ -174,10 +174,11 @@ class LLM:
             "schema_name": schema.model_json_schema().get("title"),
         }
         strategies = self._strategies(endpoint)
+        probing = len(strategies) > 1
         for index, strategy in enumerate(strategies):
             try:
                 result = await self._call_with(
-                    role, endpoint, strategy, messages, params, schema, base
+                    role, endpoint, strategy, messages, params, schema, base, probing=probing
                 )
             except _Unsupported as exc:
                 if index == len(strategies) - 1:
@@ -197,6 +198,8 @@ class LLM:
         params: dict[str, Any],
         schema: type[BaseModel],
         base: dict[str, Any],
+        *,
+        probing: bool = False,
     ) -> BaseModel:
         messages, options = structured.request_options(strategy, schema, messages)
         trace_params = {**params, **endpoint.public(), "strategy": strategy}
@@ -243,6 +246,9 @@ class LLM:
                 record.status, record.error = "error", f"{type(exc).__name__}: {exc}"
                 record.latency_ms = (time.perf_counter() - started) * 1000
                 self.traces.record_call(record)
+                if probing and attempt == 1 and isinstance(exc, openai.InternalServerError):
+                    # llama.cpp's server answers an unsupported response_format with a 500.
+                    raise _Unsupported(str(exc)) from None
                 failures += 1
                 retryable = isinstance(exc, RETRYABLE)
                 if not retryable or failures > endpoint.max_retries:

@@ -70,13 +70,14 @@ def extract_json(text: str) -> Any:
     fenced = _FENCE.match(text)
     if fenced:
         text = fenced.group(1)
+    # strict=False: grammar-constrained local models emit raw newlines inside strings.
     try:
-        return json.loads(text)
+        return json.loads(text, strict=False)
     except json.JSONDecodeError:
         start, end = text.find("{"), text.rfind("}")
         if start != -1 and end > start:
             try:
-                return json.loads(text[start : end + 1])
+                return json.loads(text[start : end + 1], strict=False)
             except json.JSONDecodeError:
                 pass
     raise ParseError(f"reply is not JSON: {text[:120]!r}")

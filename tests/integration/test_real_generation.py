@@ -1,0 +1,60 @@
+"""End to end on the embedded SmolLM2-135M and local MiniLM embeddings: no scripted replies.
+
+Small on purpose (the model answers one request at a time on 2 cores), but every part is real:
+the llama.cpp server started and stopped by the run, json_object+schema decoding, Chroma with
+sentence-transformers vectors, the critic's checks.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from personaloom.runner import run
+from personaloom.store import read_jsonl
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+def servers() -> set[str]:
+    found = subprocess.run(["pgrep", "-f", "smollm2-135m-instruct"], capture_output=True, text=True)
+    return set(found.stdout.split())
+
+
+def test_small_run_on_the_embedded_model(tmp_path: Path) -> None:
+    corpus = REPO / "examples" / "tiny-stories" / "corpus"
+    spec = {
+        "name": "real-model",
+        "task": {
+            "instruction": "Write a short, simple story that a 3-4 year old can understand. Give it a title.",
+            "output": {"title": "str", "story": "str"},
+            "length": {"min_words": 25, "max_words": 400},
+        },
+        "corpus": [{"path": str(corpus / "*.txt")}],
+        "personas": {"per_text": 2, "relate_depth": 0, "max_uses": 2},
+        "traits": {"setting": {"values": ["forest", "sea"], "target": 1}},
+        "critic": {"min_score": 2, "max_revisions": 1},
+        "budget": {"max_calls": 60},
+        "concurrency": 1,
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    before = servers()
+    result = run(path, out=tmp_path / "run")
+    assert servers() <= before, "the run stopped its llama.cpp server"
+    assert result.status == "complete", result.report
+    dataset = read_jsonl(result.run_dir / "dataset.jsonl")
+    assert {s["traits"]["setting"] for s in dataset} == {"forest", "sea"}
+    for sample in dataset:
+        assert len(sample["output"]["story"].split()) >= 25
+        assert sample["persona"]["text"]
+    assert result.report["calls"] > 0
+    from personaloom.traces import TraceStore
+
+    calls = TraceStore(result.run_dir / "traces.sqlite").calls()
+    assert {'"strategy": "json_object"' in c["params"] for c in calls} == {True}
+    assert all('"model": "smollm2-135m-instruct"' in c["params"] for c in calls)
