@@ -18,32 +18,21 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 _DESCRIPTION = {"minLength": 40, "maxLength": 400}
 
 
-class MinedPersona(BaseModel):
-    persona: str = Field(
-        description="one or two sentences describing one specific person",
-        json_schema_extra=_DESCRIPTION,
-    )
-
-
 class PersonaList(BaseModel):
-    """Reply of the persona-miner (Text-to-Persona)."""
+    """Reply of the persona-miner (Text-to-Persona): one sentence per person.
+
+    Plain strings, not objects: small constrained models fill a list of strings reliably.
+    """
 
     model_config = ConfigDict(title="PersonaList")
-    personas: list[MinedPersona]
-
-
-class RelatedPersona(BaseModel):
-    relation: str = Field(description="how this person relates to the given one, e.g. 'patient'")
-    persona: str = Field(
-        description="one or two sentences describing that person", json_schema_extra=_DESCRIPTION
-    )
+    personas: list[str] = Field(json_schema_extra={"items": {"type": "string", **_DESCRIPTION}})
 
 
 class RelatedPersonaList(BaseModel):
-    """Reply of the persona-relater (Persona-to-Persona)."""
+    """Reply of the persona-relater (Persona-to-Persona): ``"relation: description"`` each."""
 
     model_config = ConfigDict(title="RelatedPersonaList")
-    personas: list[RelatedPersona]
+    personas: list[str] = Field(json_schema_extra={"items": {"type": "string", **_DESCRIPTION}})
 
 
 def critic_model(traits: list[str]) -> type[BaseModel]:

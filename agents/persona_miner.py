@@ -19,5 +19,5 @@ async def mine(ctx, text_id: str, text: str, relation: str, n: int) -> list[str]
         CallInfo(agent=ROLE, node="mine_personas"),
         seed=stable_seed(ctx.spec.seed, "mine", text_id, relation),
     )
-    personas = [p.persona.strip() for p in reply.personas if p.persona.strip()]
+    personas = [p.strip() for p in reply.personas if p.strip()]
     return list(dict.fromkeys(personas))[:n]

@@ -22,8 +22,16 @@ async def relate(ctx, persona_id: str, persona: str, n: int) -> list[tuple[str, 
     seen: set[str] = set()
     related = []
     for item in reply.personas:
-        text = item.persona.strip()
+        relation, text = split_relation(item)
         if text and text not in seen and text != persona.strip():
             seen.add(text)
-            related.append((item.relation.strip() or "related", text))
+            related.append((relation, text))
     return related[:n]
+
+
+def split_relation(item: str) -> tuple[str, str]:
+    """``"neighbour: A widow who..."`` -> ``("neighbour", "A widow who...")``."""
+    head, sep, tail = item.partition(":")
+    if sep and 0 < len(head.split()) <= 3:
+        return head.strip().lower(), tail.strip()
+    return "related", item.strip()

@@ -267,7 +267,7 @@ class PersonaloomResponder:
             persona = self._person(key, i, _int_hash(key))
             if topics:  # detailed texts give detailed personas
                 persona += f" Lately they keep thinking about {topics[i % len(topics)].lower()}."
-            personas.append({"persona": persona})
+            personas.append(persona)
         return {"personas": personas}
 
     def _relate(self, request: ChatRequest) -> dict[str, Any]:
@@ -278,21 +278,20 @@ class PersonaloomResponder:
         for i in range(self._count(request.text)):
             relation = _RELATIONS[(_int_hash(key) + 5 * i) % len(_RELATIONS)]
             person = self._person(key, i, _int_hash(key) >> 64)[:-1]
-            personas.append({"relation": relation, "persona": f"{person}, {relation} of {ref}."})
+            personas.append(f"{relation}: {person}, {relation} of {ref}.")
         return {"personas": personas}
 
     # writer
     def _write(self, request: ChatRequest, count: int) -> dict[str, Any]:
         text = request.text
-        words_line = re.search(r"^Use these words: (.+?)\.?\s*$", text, re.MULTILINE)
-        words = [w.strip() for w in words_line.group(1).split(",")] if words_line else []
-        block = re.search(r"^It must have:\n((?:- .*(?:\n|$))+)", text, re.MULTILINE)
-        lines = re.findall(r"^- [\w-]+: (.+)$", block.group(1), re.MULTILINE) if block else []
+        words_line = re.search(r"^It must use the words (.+)$", text, re.MULTILINE)
+        words = re.findall(r'"([^"]+)"', words_line.group(1)) if words_line else []
+        lines = re.findall(r"^Its [\w-]+(?: \(.*\))?: (.+)\.$", text, re.MULTILINE)
         if self.omit_words_every and count % self.omit_words_every == 0:
             words = []
         items = list(dict.fromkeys(words + [self._trait_value(line) for line in lines]))
         retry = "too similar to this existing one" in text  # novelty feedback: write anew
-        persona = re.search(r"You are this person: (.*)", text)
+        persona = re.search(r"You are (.*)", text)
         rng = random.Random(
             _int_hash(request.seed, persona.group(1) if persona else "", _int_hash(text), retry)
         )

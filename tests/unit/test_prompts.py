@@ -47,7 +47,7 @@ def test_template_renders_to_system_and_user(role: str) -> None:
 
 def test_writer_mentions_every_constraint() -> None:
     user = load_template("writer").render(**VARIABLES["writer"])[1]["content"]
-    for expected in ("- setting: sea (where it happens)", "Use these words: dog, jump.", "60 to 400 words",
+    for expected in ("Its setting (where it happens): sea.", 'It must use the words "dog" and "jump".', "60 to 400 words",
                      "Fix this:", "too similar", "fields: title, story"):
         assert expected in user
 
