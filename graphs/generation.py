@@ -129,7 +129,7 @@ async def _accept(ctx: Context, outcome: DraftOutcome) -> bool:
 def _reject(ctx: Context, outcome: DraftOutcome) -> None:
     task = outcome.task
     reason = outcome.reason or RejectReason.LLM_ERROR
-    ctx.store.add_rejection(
+    written = ctx.store.add_rejection(
         {
             "id": task.draft_id,
             "reason": str(reason),
@@ -143,6 +143,8 @@ def _reject(ctx: Context, outcome: DraftOutcome) -> None:
             "revisions": outcome.revisions,
         }
     )
+    if not written:
+        return  # a re-run commit after a crash: already written and reported
     ctx.events.emit(
         "sample_rejected",
         sample_id=task.draft_id,

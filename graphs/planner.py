@@ -72,7 +72,7 @@ class Planner:
                 word = min(options, key=lambda w: (word_load[(part, w)], rng.random()))
                 word_load[(part, word)] += 1
                 words[part] = word
-            draft_id = f"s{round_:04d}-{index:02d}"
+            draft_id = f"s{round_:05d}-{index:03d}"
             tasks.append(
                 DraftTask(
                     draft_id=draft_id,

@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - any other failure: one line, exit 1
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -113,6 +116,8 @@ def _report(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.spec is None and args.resume is None:
         raise ConfigError("give a spec, or --resume RUN_DIR")
+    if args.out is not None and args.resume is not None:
+        raise ConfigError("--out and --resume exclude each other: a resumed run stays in RUN_DIR")
     events_mode = args.events or not sys.stdout.isatty()
     overrides = Overrides(base_url=args.base_url, model=args.model, embeddings=args.embeddings)
     listener = _print_event if events_mode else None
@@ -130,15 +135,13 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         if progress:
             progress.close()
-        print("interrupted: continue with --resume RUN_DIR", file=sys.stderr)
+        where = args.resume or args.out or "the run directory printed above"
+        print(f"interrupted: continue with  personaloom run --resume {where}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (SpecError, ConfigError):
-        raise
-    except Exception as exc:  # noqa: BLE001 - the CLI reports any failure and exits 1
+    except Exception:
         if progress:
             progress.close()
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        raise
     if progress:
         progress.close()
         progress.summary(result)

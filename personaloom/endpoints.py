@@ -60,7 +60,7 @@ def resolve_endpoints(
         base_url = overrides.base_url or cfg.base_url or env.get("OPENAI_BASE_URL") or None
         key = _api_key(cfg.api_key, cfg.api_key_env, env)
         local = base_url is None and key is None
-        needs_local |= local
+        needs_local |= local and role != "default"
         endpoints[role] = Endpoint(
             model=overrides.model or cfg.model or ("local" if local else DEFAULT_REMOTE_MODEL),
             base_url=base_url,
@@ -83,8 +83,9 @@ def with_local(endpoints: dict[str, Endpoint], base_url: str, model: str) -> dic
             base_url=base_url,
             model=model if e.model == "local" else e.model,
             api_key=SecretStr("local"),
+            embedded=True,
         )
-        if e.base_url is None and e.api_key is None
+        if e.base_url is None and e.api_key is None and e.model == "local"
         else e
         for role, e in endpoints.items()
     }

@@ -29,7 +29,7 @@ class ProgressDisplay:
         kind = event["event"]
         if kind == "run_started":
             self.progress.update(self.task, accepted=event["accepted"])
-            self.accepted_at_start = event["accepted"]
+            self.console.print(f"run directory: {event['run_dir']}")
         elif kind == "batch":
             if self.needed is None:
                 self.needed = event["remaining"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from personaloom.spec import Spec
+from personaloom.spec import Spec, total_target
 from personaloom.store import RunStore, write_json_atomic
 from personaloom.traces import TraceStore
 
@@ -35,7 +35,7 @@ def build_report(
         "stop_reason": stop_reason,
         "accepted": store.accepted,
         "rejected": len(store.rejected.rows),
-        "total_target": spec.total,
+        "total_target": total_target(spec),
         "coverage": coverage,
         "unmet": unmet,
         "rejections": dict(sorted(store.reasons.items())),
@@ -61,14 +61,18 @@ def regenerate(run_dir: Path) -> Path:
 
     from personaloom.spec import parse_spec
 
+    from personaloom.endpoints import ConfigError
+
+    if not (run_dir / "run.json").exists():
+        raise ConfigError(f"{run_dir} is not a run directory (no run.json)")
     meta = json.loads((run_dir / "run.json").read_text())
     spec = parse_spec(
         yaml.safe_load((run_dir / "spec.yaml").read_text()),
         source=str(run_dir / "spec.yaml"),
         base_dir=Path(meta["spec_dir"]),
     )
-    store = RunStore(run_dir)
-    traces = TraceStore(run_dir / "traces.sqlite")
+    store = RunStore(run_dir, readonly=True)
+    traces = TraceStore(run_dir / "traces.sqlite", readonly=True)
     try:
         report = build_report(
             spec, store, traces, status=meta.get("status", "unknown"), stop_reason=meta.get("stop_reason")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import SecretStr
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from personaloom.corpus import Corpus
@@ -92,6 +94,7 @@ def _open_run(spec: Spec | str | Path | None, out: Path | None, resume: Path | N
                     f"the spec differs from the one {resume} was started with; "
                     "resume without changing it (or start a new run)"
                 )
+            return given, resume, meta  # the same design, with any inline keys it holds
         return frozen, resume, meta
     if spec is None:
         raise ConfigError("give a spec to run, or --resume RUN_DIR")
@@ -122,10 +125,19 @@ def _embedder(spec: Spec, overrides: Overrides, endpoints: dict, cache: ReplyCac
         inner: Embedder = LocalEmbedder()
     else:
         default = endpoints["default"]
+        key = default.api_key
+        if spec.embeddings.api_key_env:
+            if not os.environ.get(spec.embeddings.api_key_env):
+                raise ConfigError(
+                    f"embeddings.api_key_env names {spec.embeddings.api_key_env}, which is not set"
+                )
+            key = SecretStr(os.environ[spec.embeddings.api_key_env])
+        elif spec.embeddings.base_url and spec.embeddings.base_url != default.base_url:
+            key = None  # never send one host's key to another
         inner = OpenAIEmbedder(
             spec.embeddings.model or DEFAULT_EMBEDDING_MODEL,
             base_url=spec.embeddings.base_url or default.base_url,
-            api_key=default.api_key,
+            api_key=key,
             timeout=default.timeout,
         )
     return CachedEmbedder(inner, cache) if cache is not None else inner
@@ -207,11 +219,15 @@ async def arun(
                 initial = {"status": "running", "round": 0, "outcomes": None}
                 final = await app.ainvoke(initial, THREAD, context=ctx)
             status, stop_reason = final["status"], final.get("stop_reason")
+        except Exception as exc:
+            status, stop_reason = "error", f"{type(exc).__name__}: {exc}"
+            raise
         finally:
             report = build_report(spec, store, traces, status=status, stop_reason=stop_reason)
             write_report(run_dir, report)
             meta["elapsed_seconds"] = round(meta.get("elapsed_seconds", 0.0) + time.monotonic() - started, 3)
             meta["status"] = status
+            meta["stop_reason"] = stop_reason
             write_json_atomic(run_dir / "run.json", meta)
             events.emit("run_finished", status=status, stop_reason=stop_reason, accepted=store.accepted)
     return RunResult(run_dir=run_dir, status=status, stop_reason=stop_reason, report=report)

@@ -228,7 +228,11 @@ class Embeddings(_Strict):
 
 class CacheConfig(_Strict):
     enabled: bool = True
-    dir: str | None = Field(None, description="default: $PERSONALOOM_CACHE_DIR or ~/.cache")
+    dir: str | None = Field(
+        None,
+        description="default: $PERSONALOOM_CACHE_DIR, else $XDG_CACHE_HOME/personaloom, "
+        "else ~/.cache/personaloom",
+    )
     size_limit_mb: int = Field(512, ge=1)
 
 

@@ -71,6 +71,8 @@ def write_starter(directory: Path, *, force: bool = False) -> list[Path]:
     written.append(spec_path)
     for relative, text in TEXTS.items():
         path = directory / relative
+        if path.exists() and not force:
+            continue  # the user's own corpus file: keep it
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text + "\n", encoding="utf-8")
         written.append(path)

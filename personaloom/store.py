@@ -19,21 +19,34 @@ REJECTED = "rejected.jsonl"
 PERSONAS = "personas.jsonl"
 
 
+class StoreError(Exception):
+    """A run file that is damaged somewhere other than a torn last line."""
+
+
 def read_jsonl(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
-    """Rows of a JSONL file. With ``repair``, a torn last line is truncated away."""
+    """Rows of a JSONL file.
+
+    A last line without its newline (a write cut short by a kill) is ignored, and with
+    ``repair`` cut off the file. A bad line anywhere else is not a torn write: it raises
+    StoreError naming the line rather than dropping what follows it.
+    """
     if not path.exists():
         return []
     rows: list[dict[str, Any]] = []
     good_end = 0
     with path.open("rb") as handle:
-        for line in handle:
+        lines = handle.readlines()
+    for number, line in enumerate(lines, 1):
+        last = number == len(lines)
+        try:
             if not line.endswith(b"\n"):
+                raise ValueError("torn")
+            rows.append(json.loads(line))
+        except ValueError:
+            if last:
                 break
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-            good_end += len(line)
+            raise StoreError(f"{path}:{number}: not a JSON line; fix or remove it") from None
+        good_end += len(line)
     if repair and good_end != path.stat().st_size:
         with path.open("r+b") as handle:
             handle.truncate(good_end)
@@ -43,9 +56,9 @@ def read_jsonl(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
 class _JsonlLog:
     """An append-only JSONL file with an id index."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, repair: bool = True):
         self.path = path
-        self.rows = read_jsonl(path, repair=True)
+        self.rows = read_jsonl(path, repair=repair)
         self.ids = {row["id"] for row in self.rows}
 
     def append(self, row: dict[str, Any]) -> bool:
@@ -65,36 +78,40 @@ class _JsonlLog:
 class RunStore:
     """Accepted samples, rejected drafts and the persona pool of one run."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, *, readonly: bool = False):
+        """``readonly`` for readers of a run another process may be writing: no repair."""
         self.run_dir = run_dir
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.dataset = _JsonlLog(run_dir / DATASET)
-        self.rejected = _JsonlLog(run_dir / REJECTED)
-        self.personas = _JsonlLog(run_dir / PERSONAS)
+        if not readonly:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        self.dataset = _JsonlLog(run_dir / DATASET, repair=not readonly)
+        self.rejected = _JsonlLog(run_dir / REJECTED, repair=not readonly)
+        self.personas = _JsonlLog(run_dir / PERSONAS, repair=not readonly)
         self.persona_by_id = {p["id"]: p for p in self.personas.rows}
         self.coverage: Counter[tuple[str, str]] = Counter()
         self.attempts: Counter[tuple[str, str]] = Counter()
-        self.persona_uses: Counter[str] = Counter()
+        self.persona_uses: Counter[str] = Counter()  # drafts per persona, accepted or not
         self.word_uses: Counter[tuple[str, str]] = Counter()
         self.reasons: Counter[str] = Counter(r["reason"] for r in self.rejected.rows)
         for sample in self.dataset.rows:
             self._count_sample(sample)
         for rejection in self.rejected.rows:
-            self._count_attempt(rejection.get("traits", {}))
+            self._count_attempt(rejection)
 
     @property
     def accepted(self) -> int:
         return len(self.dataset.rows)
 
-    def _count_attempt(self, traits: dict[str, str]) -> None:
-        for trait, value in traits.items():
+    def _count_attempt(self, row: dict[str, Any]) -> None:
+        for trait, value in row.get("traits", {}).items():
             self.attempts[(trait, value)] += 1
+        persona = row.get("persona_id") or row.get("persona", {}).get("id")
+        if persona:
+            self.persona_uses[persona] += 1
 
     def _count_sample(self, sample: dict[str, Any]) -> None:
         for trait, value in sample["traits"].items():
             self.coverage[(trait, value)] += 1
-        self._count_attempt(sample["traits"])
-        self.persona_uses[sample["persona"]["id"]] += 1
+        self._count_attempt(sample)
         for part, word in sample.get("words", {}).items():
             self.word_uses[(part, word)] += 1
 
@@ -108,7 +125,7 @@ class RunStore:
         if not self.rejected.append(rejection):
             return False
         self.reasons[rejection["reason"]] += 1
-        self._count_attempt(rejection.get("traits", {}))
+        self._count_attempt(rejection)
         return True
 
     def add_persona(self, persona: dict[str, Any]) -> bool:

@@ -49,9 +49,14 @@ class Endpoint:
     timeout: float = 60.0
     max_retries: int = 3
     strategy: str = "auto"
+    embedded: bool = False  # the local server personaloom started: new port every run
 
     def public(self) -> dict[str, Any]:
         return {"model": self.model, "base_url": public_url(self.base_url)}
+
+    def identity(self) -> dict[str, Any]:
+        """What the cache key knows of the endpoint: stable across runs, no credentials."""
+        return {"model": self.model, "base_url": "embedded" if self.embedded else public_url(self.base_url)}
 
 
 @dataclass(frozen=True)
@@ -204,7 +209,13 @@ class LLM:
         messages, options = structured.request_options(strategy, schema, messages)
         trace_params = {**params, **endpoint.public(), "strategy": strategy}
         key = digest(
-            {**trace_params, "messages": messages, "schema": structured.json_schema(schema)}
+            {
+                **params,
+                **endpoint.identity(),
+                "strategy": strategy,
+                "messages": messages,
+                "schema": structured.json_schema(schema),
+            }
         )
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             result = structured.parse(hit["raw"], schema)

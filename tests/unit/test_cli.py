@@ -95,3 +95,19 @@ def test_resume_refuses_a_changed_spec(make_spec, tmp_path: Path, capsys) -> Non
     spec.write_text(spec.read_text().replace("seed: 0", "seed: 1"))
     assert main(["run", str(spec), "--resume", str(tmp_path / "run")]) == 2
     assert "differs" in capsys.readouterr().err
+
+
+def test_report_regenerates_with_the_stop_reason(make_spec, tmp_path: Path, capsys) -> None:
+    spec = make_spec(budget={"max_calls": 5})
+    assert main(["run", str(spec), "--out", str(tmp_path / "run"), "--events"]) == 3
+    (tmp_path / "run" / "report.json").unlink()
+    assert main(["report", str(tmp_path / "run")]) == 0
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["status"] == "budget" and report["stop_reason"] == "max_calls"
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
+def test_out_and_resume_exclude_each_other(tmp_path: Path, capsys) -> None:
+    assert main(["run", "--resume", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "exclude each other" in capsys.readouterr().err

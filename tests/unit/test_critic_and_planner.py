@@ -101,3 +101,19 @@ def test_torn_last_line_is_cut_on_open(tmp_path: Path) -> None:
     assert list(reopened.persona_by_id) == ["p1"]
     assert reopened.add_persona({"id": "p2", "persona": "y", "depth": 0})
     assert len(RunStore(tmp_path).personas.rows) == 2
+
+
+def test_a_bad_line_mid_file_is_an_error_not_a_truncation(tmp_path: Path) -> None:
+    from personaloom.store import StoreError
+
+    (tmp_path / "personas.jsonl").write_text('{"id": "p1"}\nnot json\n{"id": "p3"}\n')
+    with pytest.raises(StoreError, match="personas.jsonl:2"):
+        RunStore(tmp_path)
+    assert (tmp_path / "personas.jsonl").read_text().count("\n") == 3, "nothing dropped"
+
+
+def test_rejected_drafts_use_up_personas(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    store.add_rejection({"id": "s1", "reason": "length", "persona_id": "p1", "traits": {"a": "x"}})
+    assert store.persona_uses["p1"] == 1 and store.attempts[("a", "x")] == 1
+    assert RunStore(tmp_path).persona_uses["p1"] == 1, "rebuilt from the files"

@@ -141,3 +141,14 @@ def test_credentials_in_a_base_url_are_not_frozen(make_spec) -> None:
     frozen = str(spec.frozen())
     assert "pw-secret" not in frozen and "sk-in-spec" not in frozen
     assert spec.frozen()["models"]["writer"]["base_url"] == "https://llm.example/v1"
+
+
+def test_embedded_endpoint_cache_key_ignores_the_port() -> None:
+    from personaloom.endpoints import with_local
+
+    base = {"writer": Endpoint(model="local", base_url=None)}
+    one = with_local(base, "http://127.0.0.1:40001/v1", "smol")["writer"]
+    two = with_local(base, "http://127.0.0.1:40002/v1", "smol")["writer"]
+    assert one.embedded and one.identity() == two.identity()
+    remote = Endpoint(model="m", base_url="https://user:pw@llm.example/v1")
+    assert remote.identity() == {"model": "m", "base_url": "https://llm.example/v1"}
