@@ -17,6 +17,9 @@ from personaloom.llm import CallInfo
 from personaloom.spec import Spec
 
 ROLE = "critic"
+# Share of word trigrams that repeat an earlier one. Fluent prose stays under 0.1;
+# degenerate loops from small models ("A Tale of Milk, A Tale of Milk, ...") go far above.
+MAX_REPETITION = 0.2
 _WORD = re.compile(r"[A-Za-z0-9']+")
 
 
@@ -65,6 +68,13 @@ def uses_word(text: str, word: str) -> bool:
     return not tokens.isdisjoint(word_forms(word))
 
 
+def repetition(tokens: list[str]) -> float:
+    trigrams = list(zip(tokens, tokens[1:], tokens[2:], strict=False))
+    if len(trigrams) < 10:
+        return 0.0
+    return 1 - len(set(trigrams)) / len(trigrams)
+
+
 def deterministic_checks(spec: Spec, task: DraftTask, record: dict[str, Any]) -> Finding | None:
     for name, value in record.items():
         if isinstance(value, str) and not value.strip():
@@ -77,7 +87,12 @@ def deterministic_checks(spec: Spec, task: DraftTask, record: dict[str, Any]) ->
         return Finding(
             RejectReason.MISSING_WORDS, f"Use these words: {', '.join(missing)}."
         )
-    words = len(_WORD.findall(text))
+    tokens = [t.lower() for t in _WORD.findall(text)]
+    words = len(tokens)
+    if repetition(tokens) > MAX_REPETITION:
+        return Finding(
+            RejectReason.LOW_QUALITY, "The text repeats itself: say each thing once."
+        )
     limits = spec.task.length
     if limits.min_words and words < limits.min_words:
         return Finding(

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import textwrap
 from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from personaloom.progress import ProgressDisplay
 from personaloom.runner import EXIT_INTERRUPTED, arun
@@ -32,7 +32,7 @@ def show_samples(console: Console, run_dir: Path, count: int = 2) -> None:
                       f"[dim]critic score:[/dim] {sample['critic']['score']}")
         for name, value in sample["output"].items():
             text = value if isinstance(value, str) else json.dumps(value)
-            console.print(f"[bold]{name}:[/bold] " + textwrap.fill(text, width=100, subsequent_indent="  "))
+            console.print(Text.assemble((f"{name}: ", "bold"), " ".join(text.split())))
     if samples:
         console.rule()
 

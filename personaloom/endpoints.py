@@ -75,16 +75,13 @@ def resolve_endpoints(
     return endpoints, needs_local
 
 
-def with_local(endpoints: dict[str, Endpoint], base_url: str, model: str) -> dict[str, Endpoint]:
-    """Point every role without an endpoint at the running local server."""
+def with_local(endpoints: dict[str, Endpoint], base_url: str | None, model: str) -> dict[str, Endpoint]:
+    """Mark every role without an endpoint as served by the embedded model.
+
+    ``base_url`` may be None: the LLM layer then starts the server on first use.
+    """
     return {
-        role: replace(
-            e,
-            base_url=base_url,
-            model=model if e.model == "local" else e.model,
-            api_key=SecretStr("local"),
-            embedded=True,
-        )
+        role: replace(e, base_url=base_url, model=model, api_key=SecretStr("local"), embedded=True)
         if e.base_url is None and e.api_key is None and e.model == "local"
         else e
         for role, e in endpoints.items()

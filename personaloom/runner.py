@@ -158,14 +158,19 @@ async def arun(
     started = time.monotonic()
     status, stop_reason = "interrupted", "interrupted"
     async with AsyncExitStack() as stack:
+        start_embedded = None
         if needs_local:
-            from personaloom.local.server import TINY_MODEL_NOTICE, LocalModelServer
+            from personaloom.local.server import MODEL_ALIAS, TINY_MODEL_NOTICE, LocalModelServer
 
             notice(TINY_MODEL_NOTICE)
             server = LocalModelServer(log_path=run_dir / "local-model.log")
             stack.callback(server.stop)
-            await asyncio.to_thread(server.start)
-            endpoints = with_local(endpoints, server.base_url, server.model)
+            endpoints = with_local(endpoints, None, MODEL_ALIAS)
+
+            async def start_embedded() -> str:
+                await asyncio.to_thread(server.start)
+                return server.base_url
+
         traces = TraceStore(run_dir / "traces.sqlite")
         stack.callback(traces.close)
         cache = None
@@ -182,7 +187,14 @@ async def arun(
             tokens=usage.tokens,
             elapsed_before=meta.get("elapsed_seconds", 0.0),
         )
-        llm = LLM(endpoints, traces=traces, budget=budget, cache=cache, concurrency=spec.concurrency)
+        llm = LLM(
+            endpoints,
+            traces=traces,
+            budget=budget,
+            cache=cache,
+            concurrency=spec.concurrency,
+            start_embedded=start_embedded,
+        )
         stack.push_async_callback(llm.aclose)
         store = RunStore(run_dir)
         embedder = _embedder(spec, overrides, endpoints, cache)

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 ROLES = ("persona_miner", "persona_relater", "writer", "critic")
+CHARS_PER_WORD = 6  # English prose, spaces and punctuation included
 TITLE_FIELDS = frozenset({"title", "name", "subject", "headline", "heading"})
 STRUCTURED_STRATEGIES = ("auto", "json_schema", "json_object", "tools", "prompt")
 _SIMPLE_TYPES: dict[str, Any] = {
@@ -299,7 +300,7 @@ class Spec(_Strict):
             if kind is str and name.lower() in TITLE_FIELDS:
                 hints["maxLength"] = 100
             elif name == main and self.task.length.min_words:
-                hints["minLength"] = self.task.length.min_words * 4
+                hints["minLength"] = self.task.length.min_words * CHARS_PER_WORD
             fields[name] = (kind, Field(..., json_schema_extra=hints or None))
         return create_model("Record", __config__=ConfigDict(extra="forbid"), **fields)
 

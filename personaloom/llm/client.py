@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -101,12 +102,17 @@ class LLM:
         budget: Budget,
         cache: ReplyCache | None = None,
         concurrency: int = 4,
+        start_embedded: Callable[[], Awaitable[str]] | None = None,
     ):
         self.endpoints = endpoints
         self.traces = traces
         self.budget = budget
         self.cache = cache
         self._limit = asyncio.Semaphore(concurrency)
+        # The embedded model starts on the first request the cache cannot answer, so a
+        # fully cached rerun never pays for it.
+        self._start_embedded = start_embedded
+        self._embedded: asyncio.Task[str] | None = None
         self._chats: dict[str, ChatOpenAI] = {}
         # Our own HTTP client: langchain-openai's default one is cached per process and
         # bound to the first event loop, which breaks a second ``asyncio.run`` in a script.
@@ -120,17 +126,27 @@ class LLM:
     def endpoint(self, role: str) -> Endpoint:
         return self.endpoints.get(role) or self.endpoints["default"]
 
-    def _chat(self, role: str, endpoint: Endpoint) -> ChatOpenAI:
+    async def _chat(self, role: str, endpoint: Endpoint) -> ChatOpenAI:
         if role not in self._chats:
+            base_url = endpoint.base_url
+            if endpoint.embedded and base_url is None:
+                base_url = await self._embedded_url()
             self._chats[role] = ChatOpenAI(
                 model=endpoint.model,
-                base_url=endpoint.base_url,
+                base_url=base_url,
                 api_key=endpoint.api_key or SecretStr("not-needed"),
                 timeout=endpoint.timeout,
                 max_retries=0,
                 http_async_client=self._http,
             )
         return self._chats[role]
+
+    async def _embedded_url(self) -> str:
+        if self._start_embedded is None:
+            raise LLMFailure("llm_error", "no endpoint configured and no embedded model")
+        if self._embedded is None:
+            self._embedded = asyncio.ensure_future(self._start_embedded())
+        return await asyncio.shield(self._embedded)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -206,72 +222,59 @@ class LLM:
         *,
         probing: bool = False,
     ) -> BaseModel:
+        """One structured call: requests (each cached by its exact content), parse, repair."""
         messages, options = structured.request_options(strategy, schema, messages)
         trace_params = {**params, **endpoint.public(), "strategy": strategy}
-        key = digest(
-            {
-                **params,
-                **endpoint.identity(),
-                "strategy": strategy,
-                "messages": messages,
-                "schema": structured.json_schema(schema),
-            }
-        )
-        if self.cache is not None and (hit := self.cache.get(key)) is not None:
-            result = structured.parse(hit["raw"], schema)
-            self.traces.record_call(
-                CallRecord(
-                    messages=messages,
-                    params=trace_params,
-                    status="ok",
-                    raw_reply=hit["raw"],
-                    parsed=result.model_dump(mode="json"),
-                    cache_hit=True,
-                    **base,
-                )
-            )
-            return result
-
-        chat = self._chat(role, endpoint)
+        schema_json = structured.json_schema(schema)
         attempt = 0
         failures = 0
         repaired = False
         while True:
             attempt += 1
-            started = time.perf_counter()
             record = CallRecord(
                 messages=messages, params=trace_params, status="ok", attempt=attempt, **base
             )
-            try:
-                self.budget.reserve()
-                async with self._limit:
-                    reply: AIMessage = await chat.ainvoke(messages, **params, **options)  # type: ignore[assignment]
-            except BudgetExhausted:
-                raise
-            except openai.BadRequestError as exc:
-                record.status, record.error = "error", f"bad request: {exc.message}"
+            key = digest(
+                {
+                    **params,
+                    **endpoint.identity(),
+                    "strategy": strategy,
+                    "messages": messages,
+                    "schema": schema_json,
+                }
+            )
+            hit = self.cache.get(key) if self.cache is not None else None
+            if hit is not None:
+                raw, record.cache_hit = hit["raw"], True
+            else:
+                started = time.perf_counter()
+                try:
+                    raw, usage = await self._request(role, endpoint, messages, params, options)
+                except BudgetExhausted:
+                    raise
+                except openai.BadRequestError as exc:
+                    record.status, record.error = "error", f"bad request: {exc.message}"
+                    record.latency_ms = (time.perf_counter() - started) * 1000
+                    self.traces.record_call(record)
+                    raise _Unsupported(exc.message) from None
+                except (*RETRYABLE, openai.APIStatusError) as exc:
+                    record.status, record.error = "error", f"{type(exc).__name__}: {exc}"
+                    record.latency_ms = (time.perf_counter() - started) * 1000
+                    self.traces.record_call(record)
+                    if probing and attempt == 1 and isinstance(exc, openai.InternalServerError):
+                        # llama.cpp's server answers an unsupported response_format with a 500.
+                        raise _Unsupported(str(exc)) from None
+                    failures += 1
+                    if not isinstance(exc, RETRYABLE) or failures > endpoint.max_retries:
+                        raise LLMFailure("llm_error", record.error) from None
+                    await asyncio.sleep(retry_delay(exc, failures))
+                    continue
                 record.latency_ms = (time.perf_counter() - started) * 1000
-                self.traces.record_call(record)
-                raise _Unsupported(exc.message) from None
-            except (*RETRYABLE, openai.APIStatusError) as exc:
-                record.status, record.error = "error", f"{type(exc).__name__}: {exc}"
-                record.latency_ms = (time.perf_counter() - started) * 1000
-                self.traces.record_call(record)
-                if probing and attempt == 1 and isinstance(exc, openai.InternalServerError):
-                    # llama.cpp's server answers an unsupported response_format with a 500.
-                    raise _Unsupported(str(exc)) from None
-                failures += 1
-                retryable = isinstance(exc, RETRYABLE)
-                if not retryable or failures > endpoint.max_retries:
-                    raise LLMFailure("llm_error", record.error) from None
-                await asyncio.sleep(retry_delay(exc, failures))
-                continue
-            record.latency_ms = (time.perf_counter() - started) * 1000
-            usage = reply.usage_metadata or {}
-            record.prompt_tokens = usage.get("input_tokens")
-            record.completion_tokens = usage.get("output_tokens")
-            self.budget.add_tokens(usage.get("total_tokens", 0))
-            raw = structured.raw_reply(reply.content, reply.tool_calls)
+                record.prompt_tokens = usage.get("input_tokens")
+                record.completion_tokens = usage.get("output_tokens")
+                if self.cache is not None:
+                    # Every reply, parseable or not: a rerun then replays the same repairs.
+                    self.cache.set(key, {"raw": raw})
             record.raw_reply = raw
             try:
                 result = structured.parse(raw, schema)
@@ -289,9 +292,24 @@ class LLM:
                 continue
             record.parsed = result.model_dump(mode="json")
             self.traces.record_call(record)
-            if self.cache is not None:
-                self.cache.set(key, {"raw": raw})
             return result
+
+    async def _request(
+        self,
+        role: str,
+        endpoint: Endpoint,
+        messages: list[dict[str, str]],
+        params: dict[str, Any],
+        options: dict[str, Any],
+    ) -> tuple[str, dict[str, Any]]:
+        """One HTTP request to the endpoint: the raw reply text and token usage."""
+        self.budget.reserve()
+        chat = await self._chat(role, endpoint)
+        async with self._limit:
+            reply: AIMessage = await chat.ainvoke(messages, **params, **options)  # type: ignore[assignment]
+        usage = dict(reply.usage_metadata or {})
+        self.budget.add_tokens(usage.get("total_tokens", 0))
+        return structured.raw_reply(reply.content, reply.tool_calls), usage
 
 
 class _Unsupported(Exception):

@@ -39,7 +39,7 @@ def task(**traits: str) -> DraftTask:
 
 def test_deterministic_checks_in_order(make_spec) -> None:
     spec = load_spec(make_spec())
-    long = " ".join(["word"] * 20)
+    long = "Mia and her brother walked along the quiet beach at dawn, looking for shells and crabs."
     assert deterministic_checks(spec, task(), {"title": "", "story": long}).reason == RejectReason.SCHEMA_INVALID
     finding = deterministic_checks(spec, task(), {"title": "T", "story": long})
     assert finding.reason == RejectReason.MISSING_WORDS and "dog, jump" in finding.feedback
@@ -117,3 +117,13 @@ def test_rejected_drafts_use_up_personas(tmp_path: Path) -> None:
     store.add_rejection({"id": "s1", "reason": "length", "persona_id": "p1", "traits": {"a": "x"}})
     assert store.persona_uses["p1"] == 1 and store.attempts[("a", "x")] == 1
     assert RunStore(tmp_path).persona_uses["p1"] == 1, "rebuilt from the files"
+
+
+def test_degenerate_repetition_is_low_quality(make_spec) -> None:
+    spec = load_spec(make_spec())
+    loop = "A tale of the dog and a jump, " * 8
+    finding = deterministic_checks(spec, task(), {"title": "T", "story": loop})
+    assert finding.reason == RejectReason.LOW_QUALITY and "repeats" in finding.feedback
+    prose = ("The dog wanted to jump over the fence. Mia laughed and called him back. "
+             "They walked to the sea together and found a shell shaped like a boat.")
+    assert deterministic_checks(spec, task(), {"title": "T", "story": prose}) is None
