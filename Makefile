@@ -21,6 +21,8 @@ demo: $(STAMP)
 	$(PY) -m personaloom.demo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
 
 test-fast: $(STAMP)

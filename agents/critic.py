@@ -12,6 +12,7 @@ from typing import Any
 from personaloom.agents.models import RejectReason, critic_model, trait_field
 from personaloom.agents.writer import render_record
 from personaloom.graphs.state import DraftTask
+
 from personaloom.ids import stable_seed
 from personaloom.llm import CallInfo
 from personaloom.spec import Spec
@@ -84,15 +85,11 @@ def deterministic_checks(spec: Spec, task: DraftTask, record: dict[str, Any]) ->
     text = text_of(spec, record)
     missing = [w for w in task.words.values() if not uses_word(text, w)]
     if missing:
-        return Finding(
-            RejectReason.MISSING_WORDS, f"Use these words: {', '.join(missing)}."
-        )
+        return Finding(RejectReason.MISSING_WORDS, f"Use these words: {', '.join(missing)}.")
     tokens = [t.lower() for t in _WORD.findall(text)]
     words = len(tokens)
     if repetition(tokens) > MAX_REPETITION:
-        return Finding(
-            RejectReason.LOW_QUALITY, "The text repeats itself: say each thing once."
-        )
+        return Finding(RejectReason.LOW_QUALITY, "The text repeats itself: say each thing once.")
     limits = spec.task.length
     if limits.min_words and words < limits.min_words:
         return Finding(

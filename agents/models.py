@@ -12,7 +12,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-
 # Schema-only hints (json_schema_extra, not validation): a grammar-constrained small model
 # then writes descriptions instead of bare names.
 _DESCRIPTION = {"minLength": 40, "maxLength": 400}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from personaloom.agents.models import PersonaList
+
 from personaloom.ids import stable_seed
 from personaloom.llm import CallInfo
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from personaloom.prompts import PromptTemplate, load_template
+
 from personaloom.corpus import Corpus
 from personaloom.embeddings import Embedder
 from personaloom.events import EventSink
 from personaloom.llm import LLM
-from personaloom.prompts import PromptTemplate, load_template
 from personaloom.spec import ROLES, Spec, read_words
 from personaloom.store import RunStore
 from personaloom.vectors import NoveltyIndex

@@ -12,11 +12,11 @@ from typing import Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
-
 from personaloom.agents import critic, novelty, writer
 from personaloom.agents.models import RejectReason
 from personaloom.graphs.context import Context
 from personaloom.graphs.state import DraftInput, DraftOutcome, DraftOutput, DraftState
+
 from personaloom.llm import BudgetExhausted, LLMFailure
 from personaloom.vectors import SAMPLES
 

@@ -14,7 +14,6 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
-
 from personaloom.agents import critic
 from personaloom.agents.models import RejectReason
 from personaloom.graphs.context import Context
@@ -22,6 +21,7 @@ from personaloom.graphs.drafting import build_draft_graph
 from personaloom.graphs.personas import mine_personas
 from personaloom.graphs.planner import Planner
 from personaloom.graphs.state import DraftOutcome, GenerationState
+
 from personaloom.vectors import SAMPLES
 
 
@@ -88,7 +88,9 @@ async def _accept(ctx: Context, outcome: DraftOutcome) -> bool:
     record = outcome.record or {}
     vector = outcome.embedding
     if vector is None:
-        vector = (await asyncio.to_thread(ctx.embedder.embed, [critic.text_of(ctx.spec, record)]))[0]
+        vector = (await asyncio.to_thread(ctx.embedder.embed, [critic.text_of(ctx.spec, record)]))[
+            0
+        ]
     neighbour = await asyncio.to_thread(ctx.index.nearest, SAMPLES, vector, exclude=task.draft_id)
     if neighbour and neighbour.similarity >= ctx.spec.novelty.threshold:
         outcome.status, outcome.reason = "rejected", RejectReason.NEAR_DUPLICATE

@@ -11,10 +11,10 @@ import asyncio
 import math
 
 from langgraph.runtime import Runtime
-
 from personaloom.agents import novelty, persona_miner, persona_relater
 from personaloom.graphs.context import Context
 from personaloom.graphs.state import GenerationState
+
 from personaloom.ids import short_id
 from personaloom.llm import BudgetExhausted, LLMFailure
 from personaloom.vectors import PERSONAS
@@ -31,11 +31,18 @@ async def mine_personas(state: GenerationState, runtime: Runtime[Context]) -> di
     while added < needed:
         pool = list(ctx.store.persona_by_id.values())
         pending = [
-            (i, p) for i, p in enumerate(pool) if i >= relate_cursor and p["depth"] < settings.relate_depth
+            (i, p)
+            for i, p in enumerate(pool)
+            if i >= relate_cursor and p["depth"] < settings.relate_depth
         ]
         try:
             if pending:
-                take = pending[: min(ctx.spec.concurrency, math.ceil((needed - added) / settings.relate_per_persona))]
+                take = pending[
+                    : min(
+                        ctx.spec.concurrency,
+                        math.ceil((needed - added) / settings.relate_per_persona),
+                    )
+                ]
                 added += await _relate(ctx, [p for _, p in take])
                 relate_cursor = take[-1][0] + 1
             elif corpus_cursor < len(ctx.corpus):

@@ -12,6 +12,7 @@ import random
 from collections import Counter
 
 from personaloom.graphs.state import DraftTask
+
 from personaloom.ids import stable_seed
 from personaloom.spec import Spec
 from personaloom.store import RunStore

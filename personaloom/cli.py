@@ -130,7 +130,13 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         result = asyncio.run(
-            arun(args.spec, out=args.out, resume=args.resume, overrides=overrides, listeners=[listener])
+            arun(
+                args.spec,
+                out=args.out,
+                resume=args.resume,
+                overrides=overrides,
+                listeners=[listener],
+            )
         )
     except KeyboardInterrupt:
         if progress:

@@ -26,10 +26,15 @@ DEFAULT_SPEC = Path(__file__).resolve().parent.parent / "examples" / "tiny-stori
 def show_samples(console: Console, run_dir: Path, count: int = 2) -> None:
     samples = read_jsonl(run_dir / "dataset.jsonl")
     for sample in samples[:count]:
-        console.rule(f"[bold]{sample['id']}[/bold]  " + ", ".join(f"{k}={v}" for k, v in sample["traits"].items()))
+        console.rule(
+            f"[bold]{sample['id']}[/bold]  "
+            + ", ".join(f"{k}={v}" for k, v in sample["traits"].items())
+        )
         console.print(f"[dim]persona:[/dim] {sample['persona']['text']}")
-        console.print(f"[dim]words:[/dim] {', '.join(sample['words'].values())}   "
-                      f"[dim]critic score:[/dim] {sample['critic']['score']}")
+        console.print(
+            f"[dim]words:[/dim] {', '.join(sample['words'].values())}   "
+            f"[dim]critic score:[/dim] {sample['critic']['score']}"
+        )
         for name, value in sample["output"].items():
             text = value if isinstance(value, str) else json.dumps(value)
             console.print(Text.assemble((f"{name}: ", "bold"), " ".join(text.split())))
@@ -52,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     progress.close()
     progress.summary(result)
-    console.print(f"dataset: [bold]{result.run_dir / 'dataset.jsonl'}[/bold]"
-                  f"  (report: {result.run_dir / 'report.json'})")
+    console.print(
+        f"dataset: [bold]{result.run_dir / 'dataset.jsonl'}[/bold]"
+        f"  (report: {result.run_dir / 'report.json'})"
+    )
     show_samples(console, result.run_dir)
     return result.exit_code
 

@@ -33,7 +33,9 @@ class ConfigError(ValueError):
     """A configuration that cannot work (names the setting to change)."""
 
 
-def _api_key(explicit: SecretStr | None, key_env: str | None, env: Mapping[str, str]) -> SecretStr | None:
+def _api_key(
+    explicit: SecretStr | None, key_env: str | None, env: Mapping[str, str]
+) -> SecretStr | None:
     if explicit is not None:
         return explicit
     if key_env:
@@ -45,7 +47,7 @@ def _api_key(explicit: SecretStr | None, key_env: str | None, env: Mapping[str, 
 
 
 def resolve_endpoints(
-    spec: Spec, overrides: Overrides = Overrides(), env: Mapping[str, str] | None = None
+    spec: Spec, overrides: Overrides | None = None, env: Mapping[str, str] | None = None
 ) -> tuple[dict[str, Endpoint], bool]:
     """Endpoints per role (and 'default'), and whether the embedded local model is needed.
 
@@ -53,6 +55,7 @@ def resolve_endpoints(
     the local server is up (see ``with_local``).
     """
     env = os.environ if env is None else env
+    overrides = overrides or Overrides()
     endpoints: dict[str, Endpoint] = {}
     needs_local = False
     for role in ("default", *ROLES):
@@ -75,7 +78,9 @@ def resolve_endpoints(
     return endpoints, needs_local
 
 
-def with_local(endpoints: dict[str, Endpoint], base_url: str | None, model: str) -> dict[str, Endpoint]:
+def with_local(
+    endpoints: dict[str, Endpoint], base_url: str | None, model: str
+) -> dict[str, Endpoint]:
     """Mark every role without an endpoint as served by the embedded model.
 
     ``base_url`` may be None: the LLM layer then starts the server on first use.

@@ -52,12 +52,19 @@ class ProgressDisplay:
     def summary(self, result: Any) -> None:
         report = result.report
         out = self.console
-        out.print(f"[bold]{result.status}[/bold]" + (f" ({result.stop_reason})" if result.stop_reason else ""))
+        out.print(
+            f"[bold]{result.status}[/bold]"
+            + (f" ({result.stop_reason})" if result.stop_reason else "")
+        )
         out.print(f"run directory: {result.run_dir}")
-        out.print(f"accepted {report['accepted']}, rejected {report['rejected']}, "
-                  f"calls {report['calls']}, cache hits {report['cache_hits']}, tokens {report['tokens']}")
+        out.print(
+            f"accepted {report['accepted']}, rejected {report['rejected']}, "
+            f"calls {report['calls']}, cache hits {report['cache_hits']}, tokens {report['tokens']}"
+        )
         for trait, values in report["coverage"].items():
             cells = ", ".join(f"{v} {c['accepted']}/{c['target']}" for v, c in values.items())
             out.print(f"  {trait}: {cells}")
         if report["rejections"]:
-            out.print("  rejections: " + ", ".join(f"{k} {v}" for k, v in report["rejections"].items()))
+            out.print(
+                "  rejections: " + ", ".join(f"{k} {v}" for k, v in report["rejections"].items())
+            )

@@ -27,7 +27,9 @@ def build_report(
                 "acceptance_rate": round(accepted / attempts, 3) if attempts else None,
             }
             if accepted < target:
-                unmet.append({"trait": trait, "value": value, "target": target, "accepted": accepted})
+                unmet.append(
+                    {"trait": trait, "value": value, "target": target, "accepted": accepted}
+                )
     usage = traces.usage()
     return {
         "name": spec.name,
@@ -59,9 +61,8 @@ def regenerate(run_dir: Path) -> Path:
 
     import yaml
 
-    from personaloom.spec import parse_spec
-
     from personaloom.endpoints import ConfigError
+    from personaloom.spec import parse_spec
 
     if not (run_dir / "run.json").exists():
         raise ConfigError(f"{run_dir} is not a run directory (no run.json)")
@@ -75,7 +76,11 @@ def regenerate(run_dir: Path) -> Path:
     traces = TraceStore(run_dir / "traces.sqlite", readonly=True)
     try:
         report = build_report(
-            spec, store, traces, status=meta.get("status", "unknown"), stop_reason=meta.get("stop_reason")
+            spec,
+            store,
+            traces,
+            status=meta.get("status", "unknown"),
+            stop_reason=meta.get("stop_reason"),
         )
     finally:
         traces.close()

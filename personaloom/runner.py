@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import SecretStr
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from pydantic import SecretStr
 
 from personaloom.corpus import Corpus
 from personaloom.embeddings import CachedEmbedder, Embedder, OpenAIEmbedder
@@ -78,7 +78,9 @@ def new_run_dir(spec: Spec, out: Path | None) -> Path:
     return run_dir
 
 
-def _open_run(spec: Spec | str | Path | None, out: Path | None, resume: Path | None) -> tuple[Spec, Path, dict]:
+def _open_run(
+    spec: Spec | str | Path | None, out: Path | None, resume: Path | None
+) -> tuple[Spec, Path, dict]:
     """The spec and run directory, new or resumed, and the run's metadata."""
     if resume is not None:
         meta_path = resume / "run.json"
@@ -86,7 +88,9 @@ def _open_run(spec: Spec | str | Path | None, out: Path | None, resume: Path | N
             raise ConfigError(f"{resume} is not a run directory (no run.json)")
         meta = json.loads(meta_path.read_text())
         frozen_data = yaml.safe_load((resume / "spec.yaml").read_text())
-        frozen = parse_spec(frozen_data, source=str(resume / "spec.yaml"), base_dir=Path(meta["spec_dir"]))
+        frozen = parse_spec(
+            frozen_data, source=str(resume / "spec.yaml"), base_dir=Path(meta["spec_dir"])
+        )
         if spec is not None:
             given = spec if isinstance(spec, Spec) else load_spec(spec)
             if given.frozen() != frozen.frozen():
@@ -112,7 +116,9 @@ def _open_run(spec: Spec | str | Path | None, out: Path | None, resume: Path | N
     return spec, run_dir, meta
 
 
-def _embedder(spec: Spec, overrides: Overrides, endpoints: dict, cache: ReplyCache | None) -> Embedder:
+def _embedder(
+    spec: Spec, overrides: Overrides, endpoints: dict, cache: ReplyCache | None
+) -> Embedder:
     from personaloom.local.embed import LocalEmbedder, local_embeddings_available
 
     provider = embeddings_provider(spec, overrides, local_embeddings_available())
@@ -148,11 +154,12 @@ async def arun(
     *,
     out: Path | None = None,
     resume: Path | None = None,
-    overrides: Overrides = Overrides(),
+    overrides: Overrides | None = None,
     listeners: Iterable[Listener] = (),
     notice: Callable[[str], None] = _stderr,
 ) -> RunResult:
     """Run (or with ``resume``, continue) a spec; returns when the graph ends."""
+    overrides = overrides or Overrides()
     spec, run_dir, meta = _open_run(spec, out, resume)
     endpoints, needs_local = resolve_endpoints(spec, overrides)
     started = time.monotonic()
@@ -202,13 +209,27 @@ async def arun(
         from personaloom.agents.critic import text_of
 
         await asyncio.to_thread(
-            index.reconcile, SAMPLES, {s["id"]: text_of(spec, s["output"]) for s in store.dataset.rows}, embedder.embed
+            index.reconcile,
+            SAMPLES,
+            {s["id"]: text_of(spec, s["output"]) for s in store.dataset.rows},
+            embedder.embed,
         )
         await asyncio.to_thread(
-            index.reconcile, PERSONAS, {p["id"]: p["persona"] for p in store.personas.rows}, embedder.embed
+            index.reconcile,
+            PERSONAS,
+            {p["id"]: p["persona"] for p in store.personas.rows},
+            embedder.embed,
         )
         events = EventSink(traces, list(listeners))
-        ctx = Context(spec=spec, store=store, llm=llm, embedder=embedder, index=index, corpus=Corpus(spec), events=events)
+        ctx = Context(
+            spec=spec,
+            store=store,
+            llm=llm,
+            embedder=embedder,
+            index=index,
+            corpus=Corpus(spec),
+            events=events,
+        )
         checkpointer = await stack.enter_async_context(
             AsyncSqliteSaver.from_conn_string(str(run_dir / "checkpoints.sqlite"))
         )
@@ -237,11 +258,15 @@ async def arun(
         finally:
             report = build_report(spec, store, traces, status=status, stop_reason=stop_reason)
             write_report(run_dir, report)
-            meta["elapsed_seconds"] = round(meta.get("elapsed_seconds", 0.0) + time.monotonic() - started, 3)
+            meta["elapsed_seconds"] = round(
+                meta.get("elapsed_seconds", 0.0) + time.monotonic() - started, 3
+            )
             meta["status"] = status
             meta["stop_reason"] = stop_reason
             write_json_atomic(run_dir / "run.json", meta)
-            events.emit("run_finished", status=status, stop_reason=stop_reason, accepted=store.accepted)
+            events.emit(
+                "run_finished", status=status, stop_reason=stop_reason, accepted=store.accepted
+            )
     return RunResult(run_dir=run_dir, status=status, stop_reason=stop_reason, report=report)
 
 

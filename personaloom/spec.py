@@ -307,7 +307,8 @@ class Spec(_Strict):
     def main_text_field(self) -> str | None:
         """The last string field that is not a title: where the length hint goes."""
         candidates = [
-            n for n, k in output_fields(self.task.output).items()
+            n
+            for n, k in output_fields(self.task.output).items()
             if k is str and n.lower() not in TITLE_FIELDS
         ]
         return candidates[-1] if candidates else None
@@ -384,7 +385,8 @@ def load_spec(path: str | Path, *, check_files: bool = True) -> Spec:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise SpecError(source, [("", f"invalid YAML: {where}{getattr(exc, 'problem', exc)}")])
+        problem = f"invalid YAML: {where}{getattr(exc, 'problem', exc)}"
+        raise SpecError(source, [("", problem)]) from None
     spec = parse_spec(data, source=source, base_dir=path.resolve().parent)
     if check_files:
         problems = check_spec_files(spec)

@@ -89,9 +89,7 @@ class NoveltyIndex:
         if ids:
             self._collections[collection].delete(ids=ids)
 
-    def reconcile(
-        self, collection: str, wanted: dict[str, str], embed: Any
-    ) -> tuple[int, int]:
+    def reconcile(self, collection: str, wanted: dict[str, str], embed: Any) -> tuple[int, int]:
         """Make the collection hold exactly ``wanted`` (id -> document); (added, removed)."""
         present = self.ids(collection)
         stale = sorted(present - set(wanted))

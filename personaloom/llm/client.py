@@ -57,7 +57,10 @@ class Endpoint:
 
     def identity(self) -> dict[str, Any]:
         """What the cache key knows of the endpoint: stable across runs, no credentials."""
-        return {"model": self.model, "base_url": "embedded" if self.embedded else public_url(self.base_url)}
+        return {
+            "model": self.model,
+            "base_url": "embedded" if self.embedded else public_url(self.base_url),
+        }
 
 
 @dataclass(frozen=True)

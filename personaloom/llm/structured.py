@@ -42,7 +42,9 @@ def request_options(
         fmt = {"type": "json_schema", "json_schema": {"name": name, "schema": spec}}
         return messages, {"extra_body": {"response_format": fmt}}
     if strategy == "json_object":
-        return messages, {"extra_body": {"response_format": {"type": "json_object", "schema": spec}}}
+        return messages, {
+            "extra_body": {"response_format": {"type": "json_object", "schema": spec}}
+        }
     if strategy == "tools":
         tool = {"type": "function", "function": {"name": name, "parameters": spec}}
         choice = {"type": "function", "function": {"name": name}}

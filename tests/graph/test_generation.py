@@ -25,7 +25,12 @@ def test_run_meets_every_target(make_spec, tmp_path: Path) -> None:
     assert result.status == "complete" and result.exit_code == 0
     dataset = rows(result.run_dir, "dataset.jsonl")
     counts = Counter((t, v) for s in dataset for t, v in s["traits"].items())
-    for trait, value in [("feature", "dialogue"), ("feature", "moral"), ("setting", "forest"), ("setting", "sea")]:
+    for trait, value in [
+        ("feature", "dialogue"),
+        ("feature", "moral"),
+        ("setting", "forest"),
+        ("setting", "sea"),
+    ]:
         assert counts[(trait, value)] >= 2
         assert result.report["coverage"][trait][value]["accepted"] == counts[(trait, value)]
     # Overshoot is bounded by the drafts in flight (concurrency 2).
@@ -56,11 +61,15 @@ def test_every_call_is_traced(make_spec, tmp_path: Path) -> None:
     assert writer["prompt_tokens"] and writer["attempt"] == 1 and writer["cache_hit"] == 0
     assert json.loads(writer["parsed"])["story"]
     messages = traces.messages(writer)
-    assert messages[0]["role"] == "system" and messages[1]["content"].startswith("Write a short story.")
+    assert messages[0]["role"] == "system" and messages[1]["content"].startswith(
+        "Write a short story."
+    )
     assert traces.usage().calls == result.report["calls"] == len(calls)
 
 
-def test_near_duplicate_is_rejected_and_the_writer_is_told(tmp_path: Path, make_spec, responder: PersonaloomResponder) -> None:
+def test_near_duplicate_is_rejected_and_the_writer_is_told(
+    tmp_path: Path, make_spec, responder: PersonaloomResponder
+) -> None:
     responder.duplicate_every = 2  # every second draft is one fixed text
     result = run(make_spec(critic={"min_score": 3, "max_revisions": 0}), out=tmp_path / "run0")
     rejected = rows(result.run_dir, "rejected.jsonl")
@@ -74,7 +83,8 @@ def test_near_duplicate_is_rejected_and_the_writer_is_told(tmp_path: Path, make_
     result = run(make_spec(name="revise"), out=tmp_path / "run1")
     traces = TraceStore(result.run_dir / "traces.sqlite")
     told = [
-        c for c in traces.calls("agent = 'writer'")
+        c
+        for c in traces.calls("agent = 'writer'")
         if "too similar to this existing one" in traces.messages(c)[-1]["content"]
     ]
     assert told
@@ -111,7 +121,9 @@ def test_second_run_is_served_from_the_cache(tmp_path: Path, make_spec, endpoint
     assert outputs(first) == outputs(second)
 
 
-def test_critic_rejects_unconfirmed_traits(tmp_path: Path, make_spec, responder: PersonaloomResponder) -> None:
+def test_critic_rejects_unconfirmed_traits(
+    tmp_path: Path, make_spec, responder: PersonaloomResponder
+) -> None:
     """A value the critic never confirms is never counted; the run stalls instead of looping."""
     responder.accept_rate = {"moral": 0.0}
     result = run(
@@ -123,11 +135,15 @@ def test_critic_rejects_unconfirmed_traits(tmp_path: Path, make_spec, responder:
     assert result.report["coverage"]["feature"]["moral"]["accepted"] == 0
     assert result.report["coverage"]["feature"]["dialogue"]["accepted"] >= 2
     assert result.report["rejections"]["trait_mismatch"] >= 1
-    assert {"trait": "feature", "value": "moral", "target": 2, "accepted": 0} in result.report["unmet"]
+    assert {"trait": "feature", "value": "moral", "target": 2, "accepted": 0} in result.report[
+        "unmet"
+    ]
 
 
 @pytest.mark.parametrize("strategy", ["json_schema", "json_object", "tools", "prompt"])
-def test_each_structured_output_strategy_runs(tmp_path: Path, make_spec, endpoint, strategy: str) -> None:
+def test_each_structured_output_strategy_runs(
+    tmp_path: Path, make_spec, endpoint, strategy: str
+) -> None:
     models = {"default": {"base_url": endpoint.base_url, "structured_output": strategy}}
     result = run(make_spec(models=models), out=tmp_path / "run")
     assert result.status == "complete"

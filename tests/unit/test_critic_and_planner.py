@@ -6,11 +6,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from personaloom.agents.critic import Review, deterministic_checks, judge, uses_word
 from personaloom.agents.models import RejectReason
 from personaloom.graphs.planner import Planner
 from personaloom.graphs.state import DraftTask
+
 from personaloom.spec import load_spec
 from personaloom.store import RunStore
 
@@ -34,25 +34,44 @@ def test_word_use_accepts_inflections_only(word: str, text: str, used: bool) -> 
 
 
 def task(**traits: str) -> DraftTask:
-    return DraftTask(draft_id="s0000-00", round=0, persona_id="p1", traits=traits, words={"noun": "dog", "verb": "jump"}, seed=1)
+    return DraftTask(
+        draft_id="s0000-00",
+        round=0,
+        persona_id="p1",
+        traits=traits,
+        words={"noun": "dog", "verb": "jump"},
+        seed=1,
+    )
 
 
 def test_deterministic_checks_in_order(make_spec) -> None:
     spec = load_spec(make_spec())
     long = "Mia and her brother walked along the quiet beach at dawn, looking for shells and crabs."
-    assert deterministic_checks(spec, task(), {"title": "", "story": long}).reason == RejectReason.SCHEMA_INVALID
+    assert (
+        deterministic_checks(spec, task(), {"title": "", "story": long}).reason
+        == RejectReason.SCHEMA_INVALID
+    )
     finding = deterministic_checks(spec, task(), {"title": "T", "story": long})
     assert finding.reason == RejectReason.MISSING_WORDS and "dog, jump" in finding.feedback
     finding = deterministic_checks(spec, task(), {"title": "T", "story": "The dog jumped."})
     assert finding.reason == RejectReason.LENGTH and "at least 10" in finding.feedback
-    assert deterministic_checks(spec, task(), {"title": "T", "story": f"The dog jumped. {long}"}) is None
+    assert (
+        deterministic_checks(spec, task(), {"title": "T", "story": f"The dog jumped. {long}"})
+        is None
+    )
 
 
 def test_judge_prefers_trait_mismatch_then_quality(make_spec) -> None:
     spec = load_spec(make_spec())
     t = task(setting="sea")
-    assert judge(spec, t, Review(score=5, feedback="", traits={"setting": False})).reason == RejectReason.TRAIT_MISMATCH
-    assert judge(spec, t, Review(score=2, feedback="dull", traits={"setting": True})).reason == RejectReason.LOW_QUALITY
+    assert (
+        judge(spec, t, Review(score=5, feedback="", traits={"setting": False})).reason
+        == RejectReason.TRAIT_MISMATCH
+    )
+    assert (
+        judge(spec, t, Review(score=2, feedback="dull", traits={"setting": True})).reason
+        == RejectReason.LOW_QUALITY
+    )
     assert judge(spec, t, Review(score=3, feedback="", traits={"setting": True})) is None
 
 
@@ -60,7 +79,16 @@ def planner_for(make_spec, tmp_path: Path, **sections) -> Planner:
     spec = load_spec(make_spec(**sections))
     store = RunStore(tmp_path / "run")
     for i in range(4):
-        store.add_persona({"id": f"p{i}", "persona": f"person {i}", "depth": 0, "source_text_id": "t", "relation": "read", "parent_id": None})
+        store.add_persona(
+            {
+                "id": f"p{i}",
+                "persona": f"person {i}",
+                "depth": 0,
+                "source_text_id": "t",
+                "relation": "read",
+                "parent_id": None,
+            }
+        )
     return Planner(spec, store, {"noun": ["dog", "cat", "hat"]})
 
 
@@ -83,10 +111,19 @@ def test_planner_reserves_so_a_batch_cannot_overshoot(make_spec, tmp_path: Path)
 
 def test_planner_counts_accepted_samples(make_spec, tmp_path: Path) -> None:
     planner = planner_for(make_spec, tmp_path)
-    sample = {"id": "s1", "output": {}, "persona": {"id": "p0"}, "traits": {"feature": "moral", "setting": "sea"}, "words": {}}
+    sample = {
+        "id": "s1",
+        "output": {},
+        "persona": {"id": "p0"},
+        "traits": {"feature": "moral", "setting": "sea"},
+        "words": {},
+    }
     planner.store.add_sample(sample)
     assert not planner.store.add_sample(sample), "appends are idempotent by id"
-    assert planner.unmet() == {"feature": {"dialogue": 2, "moral": 1}, "setting": {"forest": 2, "sea": 1}}
+    assert planner.unmet() == {
+        "feature": {"dialogue": 2, "moral": 1},
+        "setting": {"forest": 2, "sea": 1},
+    }
     assert planner.remaining() == 3
     assert "p0" not in planner.available_personas(exhausted=False), "max_uses is 1"
     assert "p0" in planner.available_personas(exhausted=True)
@@ -124,6 +161,8 @@ def test_degenerate_repetition_is_low_quality(make_spec) -> None:
     loop = "A tale of the dog and a jump, " * 8
     finding = deterministic_checks(spec, task(), {"title": "T", "story": loop})
     assert finding.reason == RejectReason.LOW_QUALITY and "repeats" in finding.feedback
-    prose = ("The dog wanted to jump over the fence. Mia laughed and called him back. "
-             "They walked to the sea together and found a shell shaped like a boat.")
+    prose = (
+        "The dog wanted to jump over the fence. Mia laughed and called him back. "
+        "They walked to the sea together and found a shell shaped like a boat."
+    )
     assert deterministic_checks(spec, task(), {"title": "T", "story": prose}) is None

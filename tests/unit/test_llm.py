@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
+from personaloom.agents.models import PersonaList
+from personaloom.prompts import load_template
 from pydantic import BaseModel, SecretStr
 
-from personaloom.agents.models import PersonaList
 from personaloom.llm import LLM, Budget, BudgetExhausted, CallInfo, Endpoint, LLMFailure, ReplyCache
-from personaloom.prompts import load_template
 from personaloom.runner import run
 from personaloom.testing.scripted import ScriptedEndpoint
 from personaloom.traces import TraceStore
@@ -20,13 +20,24 @@ INFO = CallInfo(agent="persona_miner", node="test")
 VARIABLES = {"text": "A bakery price list.", "relation": "read", "n": 2}
 
 
-def make_llm(endpoint: ScriptedEndpoint, tmp_path: Path, *, cache: bool = False, budget: Budget | None = None, **settings) -> LLM:
+def make_llm(
+    endpoint: ScriptedEndpoint,
+    tmp_path: Path,
+    *,
+    cache: bool = False,
+    budget: Budget | None = None,
+    **settings,
+) -> LLM:
     settings.setdefault("strategy", "json_object")
     settings.setdefault("timeout", 5)
     settings.setdefault("max_retries", 2)
     traces = TraceStore(tmp_path / "traces.sqlite")
     return LLM(
-        {"default": Endpoint(model="m", base_url=endpoint.base_url, api_key=SecretStr("sk-test"), **settings)},
+        {
+            "default": Endpoint(
+                model="m", base_url=endpoint.base_url, api_key=SecretStr("sk-test"), **settings
+            )
+        },
         traces=traces,
         budget=budget or Budget(),
         cache=ReplyCache(tmp_path / "cache") if cache else None,
@@ -34,7 +45,9 @@ def make_llm(endpoint: ScriptedEndpoint, tmp_path: Path, *, cache: bool = False,
 
 
 async def call(llm: LLM, schema: type[BaseModel] = PersonaList, seed: int = 1) -> BaseModel:
-    return await llm.call("persona_miner", load_template("persona_miner"), VARIABLES, schema, INFO, seed=seed)
+    return await llm.call(
+        "persona_miner", load_template("persona_miner"), VARIABLES, schema, INFO, seed=seed
+    )
 
 
 async def test_rate_limit_honours_retry_after(endpoint, tmp_path: Path) -> None:

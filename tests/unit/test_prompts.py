@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from jinja2 import UndefinedError
 from jinja2.exceptions import SecurityError
-
 from personaloom.agents.models import trait_field
 from personaloom.prompts import load_template
 
@@ -47,8 +46,14 @@ def test_template_renders_to_system_and_user(role: str) -> None:
 
 def test_writer_mentions_every_constraint() -> None:
     user = load_template("writer").render(**VARIABLES["writer"])[1]["content"]
-    for expected in ("Its setting (where it happens): sea.", 'It must use the words "dog" and "jump".', "60 to 400 words",
-                     "Fix this:", "too similar", "fields: title, story"):
+    for expected in (
+        "Its setting (where it happens): sea.",
+        'It must use the words "dog" and "jump".',
+        "60 to 400 words",
+        "Fix this:",
+        "too similar",
+        "fields: title, story",
+    ):
         assert expected in user
 
 
