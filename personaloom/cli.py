@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from personaloom import __version__
-from personaloom.endpoints import ConfigError, Overrides
-from personaloom.runner import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, arun
+from personaloom.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigError
 from personaloom.spec import SpecError, load_spec, total_target
 
 EPILOG = """exit codes: 0 all targets met, 1 error, 2 invalid spec/arguments,
@@ -118,6 +117,9 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("give a spec, or --resume RUN_DIR")
     if args.out is not None and args.resume is not None:
         raise ConfigError("--out and --resume exclude each other: a resumed run stays in RUN_DIR")
+    from personaloom.endpoints import Overrides
+    from personaloom.runner import arun
+
     events_mode = args.events or not sys.stdout.isatty()
     overrides = Overrides(base_url=args.base_url, model=args.model, embeddings=args.embeddings)
     listener = _print_event if events_mode else None

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 from pydantic import SecretStr
 
+from personaloom.errors import ConfigError
 from personaloom.llm import Endpoint
 from personaloom.spec import ROLES, Spec
 
@@ -27,10 +28,6 @@ class Overrides:
     base_url: str | None = None
     model: str | None = None
     embeddings: str | None = None  # "local" | "openai"
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot work (names the setting to change)."""
 
 
 def _api_key(

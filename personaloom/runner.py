@@ -33,6 +33,14 @@ from personaloom.endpoints import (
     resolve_endpoints,
     with_local,
 )
+from personaloom.errors import (  # noqa: F401 - re-exported for scripts
+    EXIT_BUDGET,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STALLED,
+    EXIT_USAGE,
+)
 from personaloom.events import EventSink, Listener
 from personaloom.graphs import Context, build_graph
 from personaloom.llm import LLM, Budget, ReplyCache
@@ -42,13 +50,6 @@ from personaloom.spec import Spec, SpecError, load_spec, parse_spec
 from personaloom.store import RunStore, write_json_atomic
 from personaloom.traces import TraceStore
 from personaloom.vectors import PERSONAS, SAMPLES, NoveltyIndex
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2  # invalid spec, arguments or configuration
-EXIT_BUDGET = 3  # a budget ended the run before every target was met
-EXIT_STALLED = 4  # the run stopped making progress before every target was met
-EXIT_INTERRUPTED = 130
 
 _EXIT_CODES = {"complete": EXIT_OK, "budget": EXIT_BUDGET, "stalled": EXIT_STALLED}
 THREAD = {"configurable": {"thread_id": "generation"}, "recursion_limit": 1_000_000}

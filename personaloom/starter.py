@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from personaloom.endpoints import ConfigError
+from personaloom.errors import ConfigError
 
 SPEC = """\
 # A personaloom spec: the data design. Every field is described in docs/spec.md.
