@@ -61,7 +61,7 @@ def regenerate(run_dir: Path) -> Path:
 
     import yaml
 
-    from personaloom.endpoints import ConfigError
+    from personaloom.errors import ConfigError
     from personaloom.spec import parse_spec
 
     if not (run_dir / "run.json").exists():
