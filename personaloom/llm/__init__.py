@@ -2,6 +2,15 @@
 
 from personaloom.llm.budget import Budget, BudgetExhausted
 from personaloom.llm.cache import ReplyCache
-from personaloom.llm.client import LLM, CallInfo, Endpoint, LLMFailure
+from personaloom.llm.client import LLM, CallInfo, Endpoint, EndpointError, LLMFailure
 
-__all__ = ["LLM", "Budget", "BudgetExhausted", "CallInfo", "Endpoint", "LLMFailure", "ReplyCache"]
+__all__ = [
+    "LLM",
+    "Budget",
+    "BudgetExhausted",
+    "CallInfo",
+    "Endpoint",
+    "EndpointError",
+    "LLMFailure",
+    "ReplyCache",
+]

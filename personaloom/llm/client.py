@@ -73,6 +73,13 @@ class CallInfo:
     persona_id: str | None = None
 
 
+class EndpointError(Exception):
+    """The endpoint cannot serve this run at all (unreachable, bad key, unknown model).
+
+    Not a per-draft failure: it ends the run with an error, resumable once it is fixed.
+    """
+
+
 class LLMFailure(Exception):
     """A call that produced no usable result: ``reason`` is 'llm_error' or 'unparseable'."""
 
@@ -116,6 +123,7 @@ class LLM:
         # fully cached rerun never pays for it.
         self._start_embedded = start_embedded
         self._embedded: asyncio.Task[str] | None = None
+        self._answered: set[str | None] = set()  # base URLs that have answered this run
         self._chats: dict[str, ChatOpenAI] = {}
         # Our own HTTP client: langchain-openai's default one is cached per process and
         # bound to the first event loop, which breaks a second ``asyncio.run`` in a script.
@@ -255,6 +263,17 @@ class LLM:
                     raw, usage = await self._request(role, endpoint, messages, params, options)
                 except BudgetExhausted:
                     raise
+                except (
+                    openai.AuthenticationError,
+                    openai.PermissionDeniedError,
+                    openai.NotFoundError,
+                ) as exc:
+                    record.status, record.error = "error", f"{type(exc).__name__}: {exc.message}"
+                    self.traces.record_call(record)
+                    where = public_url(endpoint.base_url) or "the OpenAI API"
+                    raise EndpointError(
+                        f"{where} refused the request for model {endpoint.model!r}: {exc.message}"
+                    ) from None
                 except openai.BadRequestError as exc:
                     record.status, record.error = "error", f"bad request: {exc.message}"
                     record.latency_ms = (time.perf_counter() - started) * 1000
@@ -269,10 +288,21 @@ class LLM:
                         raise _Unsupported(str(exc)) from None
                     failures += 1
                     if not isinstance(exc, RETRYABLE) or failures > endpoint.max_retries:
+                        if (
+                            isinstance(exc, openai.APIConnectionError)
+                            and not isinstance(exc, openai.APITimeoutError)
+                            and endpoint.base_url not in self._answered
+                        ):
+                            where = public_url(endpoint.base_url) or "the OpenAI API"
+                            raise EndpointError(
+                                f"cannot reach {where} ({exc}); check the base URL "
+                                "(--base-url, models.*.base_url or OPENAI_BASE_URL)"
+                            ) from None
                         raise LLMFailure("llm_error", record.error) from None
                     await asyncio.sleep(retry_delay(exc, failures))
                     continue
                 record.latency_ms = (time.perf_counter() - started) * 1000
+                self._answered.add(endpoint.base_url)
                 record.prompt_tokens = usage.get("input_tokens")
                 record.completion_tokens = usage.get("output_tokens")
                 if self.cache is not None:

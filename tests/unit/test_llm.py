@@ -165,3 +165,35 @@ def test_embedded_endpoint_cache_key_ignores_the_port() -> None:
     assert one.embedded and one.identity() == two.identity()
     remote = Endpoint(model="m", base_url="https://user:pw@llm.example/v1")
     assert remote.identity() == {"model": "m", "base_url": "https://llm.example/v1"}
+
+
+async def test_unreachable_endpoint_is_a_clear_fatal_error(responder, tmp_path: Path) -> None:
+    from personaloom.llm import EndpointError
+
+    with ScriptedEndpoint(responder) as endpoint:
+        llm = make_llm(endpoint, tmp_path, max_retries=1)
+    # The endpoint is stopped: nothing listens on its port any more.
+    with pytest.raises(EndpointError, match="cannot reach http://127.0.0.1"):
+        await call(llm)
+
+
+async def test_unknown_model_or_bad_key_is_fatal_at_once(endpoint, tmp_path: Path) -> None:
+    from personaloom.llm import EndpointError
+
+    llm = make_llm(endpoint, tmp_path)
+    endpoint.inject("status", status=401)
+    with pytest.raises(EndpointError, match="refused the request for model 'm'"):
+        await call(llm)
+    assert endpoint.chat_calls == 1
+
+
+def test_cli_reports_an_unreachable_endpoint(make_spec, tmp_path: Path, capsys) -> None:
+    from personaloom.cli import main
+
+    models = {"default": {"base_url": "http://127.0.0.1:9/v1", "max_retries": 0}}
+    assert (
+        main(["run", str(make_spec(models=models)), "--out", str(tmp_path / "run"), "--events"])
+        == 1
+    )
+    assert "cannot reach http://127.0.0.1:9/v1" in capsys.readouterr().err
+    assert '"status": "error"' in (tmp_path / "run" / "run.json").read_text()
