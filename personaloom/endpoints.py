@@ -71,6 +71,7 @@ def resolve_endpoints(
             timeout=cfg.timeout or (300.0 if local else 60.0),
             max_retries=3 if cfg.max_retries is None else cfg.max_retries,
             strategy=cfg.structured_output or ("json_object" if local else "auto"),
+            embedded=local,
         )
     return endpoints, needs_local
 
@@ -84,7 +85,7 @@ def with_local(
     """
     return {
         role: replace(e, base_url=base_url, model=model, api_key=SecretStr("local"), embedded=True)
-        if e.base_url is None and e.api_key is None and e.model == "local"
+        if e.embedded
         else e
         for role, e in endpoints.items()
     }

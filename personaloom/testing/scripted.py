@@ -1,4 +1,4 @@
-"""A scripted OpenAI-compatible server on loopback, for tests and benchmarks.
+"""A scripted OpenAI-compatible server on loopback, for tests.
 
 Tests go through the real ``openai`` and ``langchain-openai`` clients (retries, timeouts,
 parsing and all) instead of mocking them, so the server speaks the wire format: chat

@@ -159,7 +159,7 @@ def test_credentials_in_a_base_url_are_not_frozen(make_spec) -> None:
 def test_embedded_endpoint_cache_key_ignores_the_port() -> None:
     from personaloom.endpoints import with_local
 
-    base = {"writer": Endpoint(model="local", base_url=None)}
+    base = {"writer": Endpoint(model="local", base_url=None, embedded=True)}
     one = with_local(base, "http://127.0.0.1:40001/v1", "smol")["writer"]
     two = with_local(base, "http://127.0.0.1:40002/v1", "smol")["writer"]
     assert one.embedded and one.identity() == two.identity()
@@ -197,3 +197,18 @@ def test_cli_reports_an_unreachable_endpoint(make_spec, tmp_path: Path, capsys) 
     )
     assert "cannot reach http://127.0.0.1:9/v1" in capsys.readouterr().err
     assert '"status": "error"' in (tmp_path / "run" / "run.json").read_text()
+
+
+def test_no_endpoint_means_the_embedded_model_whatever_the_model_name(make_spec) -> None:
+    from personaloom.endpoints import Overrides, resolve_endpoints, with_local
+    from personaloom.spec import load_spec
+
+    spec = load_spec(make_spec(models={}))
+    endpoints, needs_local = resolve_endpoints(spec, Overrides(model="gpt-4o"), env={})
+    assert needs_local
+    served = with_local(endpoints, None, "smollm2-135m-instruct")
+    assert all(e.embedded and e.model == "smollm2-135m-instruct" for e in served.values())
+    endpoints, needs_local = resolve_endpoints(
+        spec, Overrides(model="gpt-4o"), env={"OPENAI_API_KEY": "k"}
+    )
+    assert not needs_local and endpoints["writer"].model == "gpt-4o"
