@@ -87,19 +87,22 @@ def test_json_object_with_schema_constrains_the_reply(server: LocalModelServer) 
     _assert_person(reply.choices[0].message.content or "")
 
 
-@pytest.mark.integration
-def test_langchain_bind_passes_response_format_through(server: LocalModelServer) -> None:
-    """`.bind(response_format=dict)` reaches the server unchanged (bind_tools and
-    with_structured_output would rewrite it to json_schema, which this server rejects)."""
-    llm = ChatOpenAI(
+def local_chat(server: LocalModelServer, **settings: object) -> ChatOpenAI:
+    return ChatOpenAI(
         model=server.model,
         base_url=server.base_url,
         api_key="local",
         timeout=120,
         max_retries=0,
-        max_tokens=60,
-        temperature=0,
+        **settings,
     )
+
+
+@pytest.mark.integration
+def test_langchain_bind_passes_response_format_through(server: LocalModelServer) -> None:
+    """`.bind(response_format=dict)` reaches the server unchanged (bind_tools and
+    with_structured_output would rewrite it to json_schema, which this server rejects)."""
+    llm = local_chat(server, max_tokens=60, temperature=0)
     response_format = {"type": "json_object", "schema": PERSON_SCHEMA}
     bound = llm.bind(response_format=response_format)
     messages = [HumanMessage(PERSON_PROMPT)]
@@ -111,14 +114,7 @@ def test_langchain_bind_passes_response_format_through(server: LocalModelServer)
 @pytest.mark.integration
 def test_max_tokens_from_langchain_is_honoured(server: LocalModelServer) -> None:
     """langchain-openai sends `max_completion_tokens`, which the stock server ignores."""
-    llm = ChatOpenAI(
-        model=server.model,
-        base_url=server.base_url,
-        api_key="local",
-        timeout=120,
-        max_retries=0,
-        max_tokens=5,
-    )
+    llm = local_chat(server, max_tokens=5)
     reply = llm.invoke([HumanMessage("Write a long story about a lighthouse keeper.")])
     assert reply.response_metadata["finish_reason"] == "length"
     assert reply.usage_metadata is not None
