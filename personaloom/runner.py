@@ -23,6 +23,7 @@ import yaml
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from pydantic import SecretStr
 
+from personaloom.agents.critic import text_of
 from personaloom.corpus import Corpus
 from personaloom.embeddings import CachedEmbedder, Embedder, OpenAIEmbedder
 from personaloom.endpoints import (
@@ -207,8 +208,6 @@ async def arun(
         store = RunStore(run_dir)
         embedder = _embedder(spec, overrides, endpoints, cache)
         index = NoveltyIndex(run_dir / "chroma")
-        from personaloom.agents.critic import text_of
-
         await asyncio.to_thread(
             index.reconcile,
             SAMPLES,
