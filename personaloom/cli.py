@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from personaloom import __version__
+from personaloom import __version__, trace_cli
 from personaloom.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigError
 from personaloom.spec import SpecError, load_spec, total_target
 
@@ -54,17 +55,20 @@ def _parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="rewrite report.json of a run directory")
     report.add_argument("run_dir", type=Path)
+
+    trace_cli.add_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(trace_cli.normalise(sys.argv[1:] if argv is None else argv))
     handler = {
         "run": _run,
         "validate": _validate,
         "init": _init,
         "serve": _serve,
         "report": _report,
+        "traces": trace_cli.main,
     }[args.command]
     try:
         return handler(args)
@@ -74,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `personaloom traces export RUN | head`: the reader has enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - any other failure: one line, exit 1
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR
