@@ -47,6 +47,27 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     lineage = actions.add_parser("lineage", help="a sample from source text to final record")
     lineage.add_argument("run_dir", type=Path)
     lineage.add_argument("sample_id")
+    replay = actions.add_parser(
+        "replay",
+        help="re-run a call (or every critic call of rejected drafts) with an edited prompt",
+        description="Re-renders the call's prompt from its recorded inputs (with --prompt, "
+        "an edited template), calls the endpoint, prints the new reply and a diff against the "
+        "recorded one, and records the replay as a trace of its own.",
+    )
+    replay.add_argument("run_dir", type=Path)
+    replay.add_argument("call_id", type=int, nargs="?", help="the call to replay")
+    replay.add_argument("--prompt", type=Path, help="an edited template file (<role>.md.j2)")
+    replay.add_argument("--model", help="another model name")
+    replay.add_argument("--temperature", type=float, help="another temperature")
+    replay.add_argument("-n", type=int, default=1, metavar="K", help="replies to ask for (1)")
+    replay.add_argument("--base-url", help="another OpenAI-compatible endpoint")
+    replay.add_argument("--cache", action="store_true", help="allow answers from the reply cache")
+    replay.add_argument(
+        "--all-rejected",
+        action="store_true",
+        help="replay every call of --agent (critic) made for a rejected draft; show verdict changes",
+    )
+    replay.add_argument("--agent", default="critic", help="with --all-rejected (default critic)")
     export = actions.add_parser("export", help="calls as JSONL or OpenAI chat records")
     export.add_argument("run_dir", type=Path)
     export.add_argument("--format", choices=["jsonl", "openai"], default="jsonl")
@@ -74,7 +95,7 @@ def normalise(argv: list[str]) -> list[str]:
     if (
         len(argv) >= 2
         and argv[0] == "traces"
-        and argv[1] not in ("list", "show", "lineage", "export", "-h", "--help")
+        and argv[1] not in ("list", "show", "lineage", "export", "replay", "-h", "--help")
     ):
         return ["traces", "list", *argv[1:]]
     return argv
@@ -83,6 +104,10 @@ def normalise(argv: list[str]) -> list[str]:
 def main(args: argparse.Namespace) -> int:
     if args.action is None:
         raise ConfigError("give a run directory: personaloom traces RUN_DIR (see --help)")
+    if args.action == "replay":
+        import asyncio
+
+        return asyncio.run(_replay(args, Console(width=None if sys.stdout.isatty() else 200)))
     store = _open(args.run_dir)
     console = Console(width=None if sys.stdout.isatty() else 200)
     try:
@@ -331,4 +356,72 @@ def _export(store: TraceStore, args: argparse.Namespace, console: Console) -> in
             handle.close()
     if args.output:
         print(f"wrote {len(rows)} records to {args.output}", file=sys.stderr)
+    return 0
+
+
+async def _replay(args: argparse.Namespace, console: Console) -> int:
+    from personaloom.endpoints import Overrides
+    from personaloom.replay import Replayer
+
+    if args.call_id is None and not args.all_rejected:
+        raise ConfigError("give a CALL_ID, or --all-rejected")
+    if args.prompt is not None and not args.prompt.is_file():
+        raise ConfigError(f"--prompt {args.prompt}: file not found")
+    _open(args.run_dir).close()  # a clear error for a directory without traces
+    replayer = Replayer(
+        args.run_dir, overrides=Overrides(base_url=args.base_url), use_cache=args.cache
+    )
+    options = {"prompt": args.prompt, "model": args.model, "temperature": args.temperature}
+    try:
+        if not args.all_rejected:
+            call = replayer.call(args.call_id)
+            for k, result in enumerate(await replayer.replay(call, n=args.n, **options), 1):
+                console.rule(f"replay {k} of call {call['id']} ({call['agent']})")
+                if result.error:
+                    console.print(f"[red]failed:[/red] {escape(result.error)}")
+                    continue
+                console.print(escape(json.dumps(result.parsed, indent=2, ensure_ascii=False)))
+                console.rule("[dim]diff against the recorded reply[/dim]", align="left")
+                console.print(escape(result.diff() or "(identical)"))
+            return 0
+        return await _replay_rejected(replayer, args, options, console)
+    finally:
+        await replayer.aclose()
+
+
+async def _replay_rejected(
+    replayer, args: argparse.Namespace, options: dict, console: Console
+) -> int:
+    """Replay the calls of rejected drafts; for the critic, show how verdicts change."""
+    rejected = {row["id"] for row in read_jsonl(args.run_dir / REJECTED)}
+    calls = [
+        c
+        for c in replayer.traces.calls(
+            "agent = ? AND status = 'ok' AND replay_of IS NULL", [args.agent]
+        )
+        if c["sample_id"] in rejected and c["variables"]
+    ]
+    if not calls:
+        console.print(f"no {args.agent} calls of rejected drafts to replay")
+        return 0
+    table = Table(title=f"{len(calls)} {args.agent} calls of rejected drafts", title_justify="left")
+    for column in ("call", "sample", "recorded", "replay"):
+        table.add_column(column)
+    critic = args.agent == "critic"
+    changed = passing = 0
+    for call in calls:
+        (result,) = await replayer.replay(call, n=1, **options)
+        before = replayer.verdict(call, json.loads(call["parsed"])) if critic else "ok"
+        if critic:
+            after = replayer.verdict(call, result.parsed)
+        else:
+            after = "ok" if result.parsed is not None else "failed"
+        changed += before != after
+        passing += after == "pass"
+        table.add_row(str(call["id"]), call["sample_id"], before, after)
+    console.print(table)
+    summary = f"{changed} of {len(calls)} replies changed their outcome"
+    if critic:
+        summary += f"; {passing} would now pass the critic"
+    console.print(summary)
     return 0

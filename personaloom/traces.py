@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS calls (
     completion_tokens INTEGER,
     cache_hit INTEGER NOT NULL DEFAULT 0,
     attempt INTEGER NOT NULL DEFAULT 1,
-    replay_of INTEGER
+    replay_of INTEGER,
+    variables TEXT                   -- JSON: the template's inputs, for replay
 );
 CREATE INDEX IF NOT EXISTS calls_agent ON calls(agent);
 CREATE INDEX IF NOT EXISTS calls_sample ON calls(sample_id);
@@ -85,6 +86,7 @@ class CallRecord:
     cache_hit: bool = False
     attempt: int = 1
     replay_of: int | None = None
+    variables: dict[str, Any] | None = None
     ts: float = field(default_factory=time.time)
 
 
@@ -116,6 +118,9 @@ class TraceStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+            if "variables" not in columns:  # a store written before replay existed
+                self._db.execute("ALTER TABLE calls ADD COLUMN variables TEXT")
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
 
@@ -137,7 +142,7 @@ class TraceStore:
                 """INSERT INTO calls(ts, agent, node, sample_id, persona_id, template,
                    template_hash, messages, params, schema_name, raw_reply, parsed, error,
                    status, latency_ms, prompt_tokens, completion_tokens, cache_hit, attempt,
-                   replay_of) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                   replay_of, variables) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
                 (
                     call.ts,
                     call.agent,
@@ -159,6 +164,9 @@ class TraceStore:
                     int(call.cache_hit),
                     call.attempt,
                     call.replay_of,
+                    None
+                    if call.variables is None
+                    else json.dumps(call.variables, ensure_ascii=False, default=str),
                 ),
             )
             return int(cursor.lastrowid or 0)
@@ -181,13 +189,11 @@ class TraceStore:
         with self._lock:
             row = self._db.execute(
                 """SELECT
-                     COALESCE(SUM(CASE WHEN cache_hit = 0 AND replay_of IS NULL THEN 1 END), 0),
-                     COALESCE(SUM(CASE WHEN replay_of IS NULL
-                              THEN COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)
-                              END), 0),
+                     COALESCE(SUM(CASE WHEN cache_hit = 0 THEN 1 END), 0),
+                     COALESCE(SUM(COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)), 0),
                      COALESCE(SUM(cache_hit), 0),
                      COALESCE(SUM(CASE WHEN status != 'ok' THEN 1 END), 0)
-                   FROM calls"""
+                   FROM calls WHERE replay_of IS NULL"""
             ).fetchone()
         return Usage(calls=row[0], tokens=row[1], cache_hits=row[2], errors=row[3])
 

@@ -71,6 +71,7 @@ class CallInfo:
     node: str | None = None
     sample_id: str | None = None
     persona_id: str | None = None
+    replay_of: int | None = None  # the call this one replays (`personaloom traces replay`)
 
 
 class EndpointError(Exception):
@@ -204,6 +205,8 @@ class LLM:
             "template": template.name,
             "template_hash": template.hash,
             "schema_name": schema.model_json_schema().get("title"),
+            "replay_of": info.replay_of,
+            "variables": variables,
         }
         strategies = self._strategies(endpoint)
         probing = len(strategies) > 1

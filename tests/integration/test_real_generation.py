@@ -64,3 +64,20 @@ def test_small_run_on_the_embedded_model(tmp_path: Path) -> None:
     assert {'"strategy": "json_object"' in c["params"] for c in calls} == {True}
     assert {c["agent"] for c in calls} == {"persona_miner", "writer", "critic"}
     assert all('"model": "smollm2-135m-instruct"' in c["params"] for c in calls)
+
+    # Replay one writer call on the embedded model (started again for the replay).
+    import asyncio
+
+    from personaloom.replay import Replayer
+
+    async def replay_one():
+        replayer = Replayer(result.run_dir)
+        try:
+            writer = next(c for c in replayer.traces.calls("agent = 'writer' AND status = 'ok'"))
+            return await replayer.replay(writer, temperature=0.9)
+        finally:
+            await replayer.aclose()
+
+    (replayed,) = asyncio.run(replay_one())
+    assert replayed.error is None and replayed.parsed["story"]
+    assert servers() <= before, "the replay stopped its server too"

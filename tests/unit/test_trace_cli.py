@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,41 @@ def test_export_jsonl_and_openai(run_dir: Path, tmp_path: Path, capsys) -> None:
     pairs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert pairs and all(p["messages"][-1]["role"] == "assistant" for p in pairs)
     assert all(json.loads(p["messages"][-1]["content"])["score"] for p in pairs)
+
+
+def test_replay_with_an_edited_critic_prompt_changes_verdicts(
+    make_spec, tmp_path: Path, responder: PersonaloomResponder, capsys
+) -> None:
+    responder.accept_rate = {"moral": 0.0}
+    out = tmp_path / "run"
+    spec = make_spec(critic={"min_score": 3, "max_revisions": 0}, budget={"max_calls": 40})
+    main(["run", str(spec), "--out", str(out), "--events"])
+    report = json.loads((out / "report.json").read_text())
+    assert report["rejections"]["trait_mismatch"] >= 1
+    # The scripted critic can only fail a trait it is asked about in its usual words.
+    edited = tmp_path / "critic.md.j2"
+    source = (Path(__file__).resolve().parents[2] / "prompts" / "critic.md.j2").read_text()
+    edited.write_text(source.replace("does it have", "is there"))
+    capsys.readouterr()
+    assert main(["traces", "replay", str(out), "--all-rejected", "--prompt", str(edited)]) == 0
+    text = capsys.readouterr().out
+    assert "trait_mismatch" in text and "would now pass the critic" in text
+    changed = re.search(r"(\d+) of (\d+) replies changed their outcome", text)
+    assert changed and int(changed.group(1)) >= 1
+
+    # Replays are traces of their own, linked to the original, and not billed to the run.
+    from personaloom.traces import TraceStore
+
+    traces = TraceStore(out / "traces.sqlite", readonly=True)
+    replays = traces.calls("replay_of IS NOT NULL")
+    assert replays and all(r["node"] == "replay" for r in replays)
+    assert traces.usage().calls == report["calls"]
+
+
+def test_replay_one_call_with_a_diff(run_dir: Path, capsys) -> None:
+    capsys.readouterr()
+    assert main(["traces", "replay", str(run_dir), "1", "-n", "2", "--temperature", "0.1"]) == 0
+    out = capsys.readouterr().out
+    assert "replay 1 of call 1 (persona_miner)" in out and "replay 2 of call 1" in out
+    assert "diff against the recorded reply" in out
+    assert main(["traces", "replay", str(run_dir)]) == 2  # neither CALL_ID nor --all-rejected
