@@ -16,6 +16,7 @@ from personaloom.agents import critic, novelty, writer
 from personaloom.agents.models import RejectReason
 from personaloom.graphs.context import Context
 from personaloom.graphs.state import DraftInput, DraftOutcome, DraftOutput, DraftState
+from personaloom.graphs.tracing import traced
 
 from personaloom.llm import BudgetExhausted, LLMFailure
 from personaloom.vectors import SAMPLES
@@ -52,6 +53,23 @@ async def write(state: DraftState, runtime: Runtime[Context]) -> dict:
 
 
 async def critique(state: DraftState, runtime: Runtime[Context]) -> dict:
+    update = await _critique(state, runtime)
+    if not update.get("aborted"):
+        task = state["task"]
+        runtime.context.events.record(
+            "verdict",
+            sample_id=task.draft_id,
+            persona_id=task.persona_id,
+            revision=state.get("revision", 0),
+            verdict=update["verdict"],
+            reason=None if update["verdict"] == "accept" else str(update.get("reason")),
+            score=update.get("score"),
+            feedback=update.get("feedback") or update.get("details"),
+        )
+    return update
+
+
+async def _critique(state: DraftState, runtime: Runtime[Context]) -> dict:
     ctx = runtime.context
     task, record = state["task"], state["record"]
     limit = ctx.spec.critic.max_revisions
@@ -81,7 +99,17 @@ async def check_novelty(state: DraftState, runtime: Runtime[Context]) -> dict:
         "neighbour_id": neighbour.id if neighbour else None,
         "similarity": round(neighbour.similarity, 4) if neighbour else None,
     }
-    if novelty.is_duplicate(neighbour, ctx.spec.novelty.threshold):
+    duplicate = novelty.is_duplicate(neighbour, ctx.spec.novelty.threshold)
+    ctx.events.record(
+        "novelty",
+        sample_id=state["task"].draft_id,
+        persona_id=state["task"].persona_id,
+        neighbour_id=update["neighbour_id"],
+        similarity=update["similarity"],
+        threshold=ctx.spec.novelty.threshold,
+        duplicate=duplicate,
+    )
+    if duplicate:
         feedback = f"too similar ({neighbour.similarity:.2f}) to sample {neighbour.id}"
         verdict = _after_failure(
             state, RejectReason.NEAR_DUPLICATE, feedback, ctx.spec.critic.max_revisions
@@ -129,10 +157,10 @@ def build_draft_graph() -> StateGraph:
     graph = StateGraph(
         DraftState, context_schema=Context, input_schema=DraftInput, output_schema=DraftOutput
     )
-    graph.add_node("write", write)
-    graph.add_node("critique", critique)
-    graph.add_node("check_novelty", check_novelty)
-    graph.add_node("finish", finish)
+    graph.add_node("write", traced("write")(write))
+    graph.add_node("critique", traced("critique")(critique))
+    graph.add_node("check_novelty", traced("check_novelty")(check_novelty))
+    graph.add_node("finish", traced("finish")(finish))
     graph.add_edge(START, "write")
     graph.add_conditional_edges("write", after_write)
     graph.add_conditional_edges("critique", after_critique)

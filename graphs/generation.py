@@ -21,6 +21,7 @@ from personaloom.graphs.drafting import build_draft_graph
 from personaloom.graphs.personas import mine_personas
 from personaloom.graphs.planner import Planner
 from personaloom.graphs.state import DraftOutcome, GenerationState
+from personaloom.graphs.tracing import traced
 
 from personaloom.vectors import SAMPLES
 
@@ -48,6 +49,14 @@ def plan(state: GenerationState, runtime: Runtime[Context]) -> dict[str, Any]:
     if not available:
         return {"status": "stalled", "stop_reason": "no persona could be mined", "batch": []}
     batch = planner.assign(state.get("round", 0), size, available)
+    for task in batch:
+        ctx.events.record(
+            "assignment",
+            sample_id=task.draft_id,
+            persona_id=task.persona_id,
+            traits=task.traits,
+            words=task.words,
+        )
     ctx.events.emit(
         "batch",
         round=state.get("round", 0),
@@ -160,10 +169,10 @@ def _reject(ctx: Context, outcome: DraftOutcome) -> None:
 def build_graph() -> StateGraph:
     """The generation ``StateGraph``; compile it with the checkpointer you want."""
     graph = StateGraph(GenerationState, context_schema=Context)
-    graph.add_node("plan", plan)
-    graph.add_node("mine_personas", mine_personas)
+    graph.add_node("plan", traced("plan")(plan))
+    graph.add_node("mine_personas", traced("mine_personas")(mine_personas))
     graph.add_node("draft", build_draft_graph().compile())
-    graph.add_node("commit", commit)
+    graph.add_node("commit", traced("commit")(commit))
     graph.add_edge(START, "plan")
     graph.add_conditional_edges("plan", route, ["mine_personas", "draft", END])
     graph.add_edge("mine_personas", "plan")

@@ -16,6 +16,14 @@ class EventSink:
         self.traces = traces
         self.listeners = list(listeners or [])
 
+    def record(self, kind: str, **data: Any) -> None:
+        """Into the trace store only: fine-grained events (node timings, verdicts) that would
+        flood a progress display or an ``--events`` stream."""
+        if self.traces is not None:
+            self.traces.record_event(
+                kind, data, sample_id=data.get("sample_id"), persona_id=data.get("persona_id")
+            )
+
     def emit(self, kind: str, **data: Any) -> None:
         if self.traces is not None:
             self.traces.record_event(

@@ -296,6 +296,7 @@ def _lineage(store: TraceStore, args: argparse.Namespace, console: Console) -> i
             f"{escape(p['persona'][:120])}"
         )
     drafts = node.add(f"[bold]draft[/bold] {sample_id}")
+    steps: list[tuple[float, str]] = []
     writes = 0
     for c in store.calls("sample_id = ?", [sample_id]):
         step = c["agent"]
@@ -304,18 +305,28 @@ def _lineage(store: TraceStore, args: argparse.Namespace, console: Console) -> i
         if c["agent"] == "writer":
             step = "writer: first draft" if writes == 1 else f"writer: revision {writes - 1}"
         retry = f", attempt {c['attempt']}" if c["attempt"] > 1 else ""
-        label = f"call {c['id']} {step}{retry}: {c['status']}"
+        replay = f" (replay of {c['replay_of']})" if c["replay_of"] else ""
+        label = f"call {c['id']} {step}{retry}{replay}: {c['status']}"
         if c["agent"] == "critic" and c["parsed"]:
             verdict = json.loads(c["parsed"])
-            label += (
-                f" (score {verdict.get('score')}: {escape(str(verdict.get('feedback', ''))[:80])})"
-            )
+            label += f" (score {verdict.get('score')})"
         elif c["error"]:
             label += f" ({escape(c['error'][:80])})"
+        steps.append((c["ts"], label))
+    for event in store.events(sample_id=sample_id):
+        data = event["data"]
+        if event["kind"] == "verdict":
+            why = f" {data['reason']}" if data.get("reason") else ""
+            note = escape(str(data.get("feedback") or "")[:90])
+            steps.append((event["ts"], f"[bold]verdict[/bold] {data['verdict']}{why}: {note}"))
+        elif event["kind"] == "novelty":
+            nearest = data.get("neighbour_id") or "none"
+            flag = " [red]duplicate[/red]" if data.get("duplicate") else ""
+            steps.append(
+                (event["ts"], f"novelty: nearest {nearest} at {data.get('similarity')}{flag}")
+            )
+    for _, label in sorted(steps, key=lambda step: step[0]):
         drafts.add(label)
-    novelty = final.get("novelty") or {}
-    if novelty.get("neighbour_id"):
-        drafts.add(f"novelty: nearest {novelty['neighbour_id']} at {novelty['similarity']}")
     if sample_id in accepted:
         drafts.add(f"[green]accepted[/green]: {escape(json.dumps(final['output'])[:160])}")
     else:

@@ -216,8 +216,15 @@ class TraceStore:
             }
         return [{"role": ref["role"], "content": bodies.get(ref["hash"], "")} for ref in refs]
 
-    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM events" + (" WHERE kind = ?" if kind else "") + " ORDER BY id"
+    def events(self, kind: str | None = None, sample_id: str | None = None) -> list[dict[str, Any]]:
+        where, params = [], []
+        if kind:
+            where.append("kind = ?")
+            params.append(kind)
+        if sample_id:
+            where.append("sample_id = ?")
+            params.append(sample_id)
+        sql = "SELECT * FROM events" + (f" WHERE {' AND '.join(where)}" if where else "")
         with self._lock:
-            rows = self._db.execute(sql, (kind,) if kind else ()).fetchall()
+            rows = self._db.execute(sql + " ORDER BY id", params).fetchall()
         return [{**dict(row), "data": json.loads(row["data"])} for row in rows]

@@ -65,6 +65,15 @@ def test_every_call_is_traced(make_spec, tmp_path: Path) -> None:
         "Write a short story."
     )
     assert traces.usage().calls == result.report["calls"] == len(calls)
+    # Graph events, linked by sample id: assignment, node timings, verdicts, novelty decisions.
+    sample = writer["sample_id"]
+    kinds = [e["kind"] for e in traces.events(sample_id=sample)]
+    for kind in ("assignment", "node_start", "node_end", "verdict", "novelty"):
+        assert kind in kinds, kind
+    verdict = traces.events("verdict", sample_id=sample)[-1]["data"]
+    assert verdict["verdict"] in ("accept", "revise", "reject") and "score" in verdict
+    ends = traces.events("node_end")
+    assert {e["data"]["node"] for e in ends} >= {"plan", "write", "critique", "commit"}
 
 
 def test_near_duplicate_is_rejected_and_the_writer_is_told(
