@@ -138,6 +138,14 @@ def test_api_key_never_reaches_disk(make_spec, tmp_path: Path, endpoint, monkeyp
     result = run(make_spec(), out=tmp_path / "run")
     assert result.status == "complete"
     assert any(r["headers"].get("authorization") == f"Bearer {marker}" for r in endpoint.requests)
+    from personaloom.cli import main
+
+    for fmt in ("jsonl", "openai"):
+        export = result.run_dir / f"export-{fmt}.jsonl"
+        assert (
+            main(["traces", "export", str(result.run_dir), "--format", fmt, "-o", str(export)]) == 0
+        )
+        assert export.stat().st_size > 0
     for root in (result.run_dir, tmp_path / "cache"):
         for path in root.rglob("*"):
             if path.is_file():
@@ -212,3 +220,14 @@ def test_no_endpoint_means_the_embedded_model_whatever_the_model_name(make_spec)
         spec, Overrides(model="gpt-4o"), env={"OPENAI_API_KEY": "k"}
     )
     assert not needs_local and endpoints["writer"].model == "gpt-4o"
+
+
+async def test_langchain_callbacks_still_see_the_calls(endpoint, tmp_path: Path) -> None:
+    """The ordinary LangChain callback path (what LangSmith tracing uses) keeps working."""
+    from langchain_core.tracers.context import collect_runs
+
+    llm = make_llm(endpoint, tmp_path)
+    with collect_runs() as collector:
+        await call(llm)
+    runs = collector.traced_runs
+    assert runs and runs[0].run_type == "llm" and runs[0].name == "ChatOpenAI"
