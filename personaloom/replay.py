@@ -15,18 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel
 
 from personaloom.agents.critic import Review, judge
 from personaloom.agents.models import PersonaList, RelatedPersonaList, critic_model, trait_field
-from personaloom.endpoints import Overrides, resolve_endpoints, with_local
+from personaloom.endpoints import Overrides, resolve_endpoints
 from personaloom.errors import ConfigError
 from personaloom.graphs.state import DraftTask
-from personaloom.llm import LLM, Budget, CallInfo, LLMFailure, ReplyCache
-from personaloom.llm.cache import default_cache_dir
+from personaloom.llm import LLM, Budget, CallInfo, LLMFailure
 from personaloom.prompts import load_template
-from personaloom.spec import Spec, parse_spec
+from personaloom.runner import embedded_model, open_cache
+from personaloom.spec import Spec
+from personaloom.store import load_run
 from personaloom.traces import TraceStore
 
 
@@ -54,15 +54,6 @@ def _pretty(text: str) -> str:
         return text
 
 
-def frozen_spec(run_dir: Path) -> Spec:
-    meta_path = run_dir / "run.json"
-    if not meta_path.exists():
-        raise ConfigError(f"{run_dir} is not a run directory (no run.json)")
-    meta = json.loads(meta_path.read_text())
-    data = yaml.safe_load((run_dir / "spec.yaml").read_text())
-    return parse_spec(data, source=str(run_dir / "spec.yaml"), base_dir=Path(meta["spec_dir"]))
-
-
 def schema_for(spec: Spec, agent: str, variables: dict[str, Any]) -> type[BaseModel]:
     if agent == "persona_miner":
         return PersonaList
@@ -86,34 +77,15 @@ class Replayer:
         use_cache: bool = False,
     ):
         self.run_dir = run_dir
-        self.spec = frozen_spec(run_dir)
+        self.spec, _ = load_run(run_dir)
         self.traces = TraceStore(run_dir / "traces.sqlite")
         self._stack = ExitStack()
         self._stack.callback(self.traces.close)
         endpoints, needs_local = resolve_endpoints(self.spec, overrides)
         start = None
         if needs_local:
-            from personaloom.local.server import MODEL_ALIAS, LocalModelServer
-
-            server = LocalModelServer(log_path=run_dir / "local-model.log")
-            self._stack.callback(server.stop)
-            endpoints = with_local(endpoints, None, MODEL_ALIAS)
-
-            async def start() -> str:
-                import asyncio
-
-                await asyncio.to_thread(server.start)
-                return server.base_url
-
-        cache = None
-        if use_cache and self.spec.cache.enabled:
-            root = (
-                self.spec.resolve(self.spec.cache.dir)
-                if self.spec.cache.dir
-                else default_cache_dir()
-            )
-            cache = ReplyCache(root / "replies", size_limit_mb=self.spec.cache.size_limit_mb)
-            self._stack.callback(cache.close)
+            endpoints, start = embedded_model(endpoints, run_dir, self._stack)
+        cache = open_cache(self.spec, self._stack) if use_cache else None
         self.llm = LLM(
             endpoints, traces=self.traces, budget=Budget(), cache=cache, start_embedded=start
         )

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from personaloom.spec import Spec, total_target
-from personaloom.store import RunStore, write_json_atomic
+from personaloom.store import RunStore, load_run, write_json_atomic
 from personaloom.traces import TraceStore
 
 
@@ -57,21 +57,7 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> Path:
 
 def regenerate(run_dir: Path) -> Path:
     """Rebuild ``report.json`` of any run directory from its files."""
-    import json
-
-    import yaml
-
-    from personaloom.errors import ConfigError
-    from personaloom.spec import parse_spec
-
-    if not (run_dir / "run.json").exists():
-        raise ConfigError(f"{run_dir} is not a run directory (no run.json)")
-    meta = json.loads((run_dir / "run.json").read_text())
-    spec = parse_spec(
-        yaml.safe_load((run_dir / "spec.yaml").read_text()),
-        source=str(run_dir / "spec.yaml"),
-        base_dir=Path(meta["spec_dir"]),
-    )
+    spec, meta = load_run(run_dir)
     store = RunStore(run_dir, readonly=True)
     traces = TraceStore(run_dir / "traces.sqlite", readonly=True)
     try:

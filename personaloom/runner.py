@@ -8,12 +8,11 @@ checkpointer in the run directory, and runs or resumes it.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
-from contextlib import AsyncExitStack
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -44,11 +43,11 @@ from personaloom.errors import (  # noqa: F401 - re-exported for scripts
 )
 from personaloom.events import EventSink, Listener
 from personaloom.graphs import Context, build_graph
-from personaloom.llm import LLM, Budget, ReplyCache
+from personaloom.llm import LLM, Budget, Endpoint, ReplyCache
 from personaloom.llm.cache import default_cache_dir
 from personaloom.report import build_report, write_report
-from personaloom.spec import Spec, SpecError, load_spec, parse_spec
-from personaloom.store import RunStore, write_json_atomic
+from personaloom.spec import Spec, SpecError, load_spec
+from personaloom.store import RunStore, load_run, write_json_atomic
 from personaloom.traces import TraceStore
 from personaloom.vectors import PERSONAS, SAMPLES, NoveltyIndex
 
@@ -85,14 +84,7 @@ def _open_run(
 ) -> tuple[Spec, Path, dict]:
     """The spec and run directory, new or resumed, and the run's metadata."""
     if resume is not None:
-        meta_path = resume / "run.json"
-        if not meta_path.exists():
-            raise ConfigError(f"{resume} is not a run directory (no run.json)")
-        meta = json.loads(meta_path.read_text())
-        frozen_data = yaml.safe_load((resume / "spec.yaml").read_text())
-        frozen = parse_spec(
-            frozen_data, source=str(resume / "spec.yaml"), base_dir=Path(meta["spec_dir"])
-        )
+        frozen, meta = load_run(resume)
         if spec is not None:
             given = spec if isinstance(spec, Spec) else load_spec(spec)
             if given.frozen() != frozen.frozen():
@@ -151,6 +143,33 @@ def _embedder(
     return CachedEmbedder(inner, cache) if cache is not None else inner
 
 
+def embedded_model(
+    endpoints: dict[str, Endpoint], run_dir: Path, stack: ExitStack | AsyncExitStack
+) -> tuple[dict[str, Endpoint], Callable[[], Awaitable[str]]]:
+    """Point roles without an endpoint at the embedded model, started on first use and
+    stopped when ``stack`` closes."""
+    from personaloom.local.server import MODEL_ALIAS, LocalModelServer
+
+    server = LocalModelServer(log_path=run_dir / "local-model.log")
+    stack.callback(server.stop)
+
+    async def start() -> str:
+        await asyncio.to_thread(server.start)
+        return server.base_url
+
+    return with_local(endpoints, None, MODEL_ALIAS), start
+
+
+def open_cache(spec: Spec, stack: ExitStack | AsyncExitStack) -> ReplyCache | None:
+    """The spec's reply cache (None when disabled), closed when ``stack`` closes."""
+    if not spec.cache.enabled:
+        return None
+    root = spec.resolve(spec.cache.dir) if spec.cache.dir else default_cache_dir()
+    cache = ReplyCache(root / "replies", size_limit_mb=spec.cache.size_limit_mb)
+    stack.callback(cache.close)
+    return cache
+
+
 async def arun(
     spec: Spec | str | Path | None = None,
     *,
@@ -169,24 +188,13 @@ async def arun(
     async with AsyncExitStack() as stack:
         start_embedded = None
         if needs_local:
-            from personaloom.local.server import MODEL_ALIAS, TINY_MODEL_NOTICE, LocalModelServer
+            from personaloom.local.server import TINY_MODEL_NOTICE
 
             notice(TINY_MODEL_NOTICE)
-            server = LocalModelServer(log_path=run_dir / "local-model.log")
-            stack.callback(server.stop)
-            endpoints = with_local(endpoints, None, MODEL_ALIAS)
-
-            async def start_embedded() -> str:
-                await asyncio.to_thread(server.start)
-                return server.base_url
-
+            endpoints, start_embedded = embedded_model(endpoints, run_dir, stack)
         traces = TraceStore(run_dir / "traces.sqlite")
         stack.callback(traces.close)
-        cache = None
-        if spec.cache.enabled:
-            cache_root = spec.resolve(spec.cache.dir) if spec.cache.dir else default_cache_dir()
-            cache = ReplyCache(cache_root / "replies", size_limit_mb=spec.cache.size_limit_mb)
-            stack.callback(cache.close)
+        cache = open_cache(spec, stack)
         usage = traces.usage()
         budget = Budget(
             max_calls=spec.budget.max_calls,

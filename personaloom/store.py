@@ -14,6 +14,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from personaloom.errors import ConfigError
+from personaloom.spec import Spec, parse_spec
+
 DATASET = "dataset.jsonl"
 REJECTED = "rejected.jsonl"
 PERSONAS = "personas.jsonl"
@@ -146,6 +151,21 @@ class RunStore:
     def source_text_id(self, persona_id: str) -> str | None:
         chain = self.lineage(persona_id)
         return self.persona_by_id[chain[-1]].get("source_text_id") if chain else None
+
+
+def load_run(run_dir: Path) -> tuple[Spec, dict[str, Any]]:
+    """A run directory's frozen spec (paths resolved as when it started) and ``run.json``."""
+    meta_path = run_dir / "run.json"
+    if not meta_path.exists():
+        raise ConfigError(f"{run_dir} is not a run directory (no run.json)")
+    meta = json.loads(meta_path.read_text())
+    spec_path = run_dir / "spec.yaml"
+    spec = parse_spec(
+        yaml.safe_load(spec_path.read_text()),
+        source=str(spec_path),
+        base_dir=Path(meta["spec_dir"]),
+    )
+    return spec, meta
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -107,15 +107,20 @@ def main(args: argparse.Namespace) -> int:
     if args.action == "replay":
         import asyncio
 
-        return asyncio.run(_replay(args, Console(width=None if sys.stdout.isatty() else 200)))
+        return asyncio.run(_replay(args, _console()))
     store = _open(args.run_dir)
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    console = _console()
     try:
         return {"list": _list, "show": _show, "lineage": _lineage, "export": _export}[args.action](
             store, args, console
         )
     finally:
         store.close()
+
+
+def _console() -> Console:
+    """Full width in a terminal; wide enough not to cut ids when piped to a file."""
+    return Console(width=None if sys.stdout.isatty() else 200)
 
 
 def _open(run_dir: Path) -> TraceStore:
