@@ -128,7 +128,7 @@ async def review(ctx, task: DraftTask, record: dict[str, Any], revision: int) ->
     )
 
 
-def judge(spec: Spec, task: DraftTask, result: Review) -> Finding | None:
+def judge(task: DraftTask, result: Review, min_score: int) -> Finding | None:
     """The rubric's finding, or None when the draft passes."""
     unconfirmed = [name for name, ok in result.traits.items() if not ok]
     if unconfirmed:
@@ -136,6 +136,6 @@ def judge(spec: Spec, task: DraftTask, result: Review) -> Finding | None:
         return Finding(
             RejectReason.TRAIT_MISMATCH, f"Make it clearly have {wanted}. {result.feedback}"
         )
-    if result.score < spec.critic.min_score:
+    if result.score < min_score:
         return Finding(RejectReason.LOW_QUALITY, result.feedback or "Improve the quality.")
     return None

@@ -70,3 +70,4 @@ class RejectReason(StrEnum):
     NEAR_DUPLICATE = "near_duplicate"  # too close to an accepted sample
     UNPARSEABLE = "unparseable"  # the endpoint's reply did not parse, even after repair
     LLM_ERROR = "llm_error"  # the endpoint failed (timeouts, errors) after retries
+    HUMAN_REJECTED = "human_rejected"  # a reviewer turned it down (review mode)

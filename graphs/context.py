@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from personaloom.prompts import PromptTemplate, load_template
 
+from personaloom.control import RunControl
 from personaloom.corpus import Corpus
 from personaloom.embeddings import Embedder
 from personaloom.events import EventSink
@@ -27,6 +28,19 @@ class Context:
     templates: dict[str, PromptTemplate] = field(default_factory=dict)
     vocabulary: dict[str, list[str]] = field(default_factory=dict)
     stall_rounds: int = 10  # rounds without an accepted sample before the run gives up
+    control: RunControl = field(default_factory=RunControl)
+
+    @property
+    def novelty_threshold(self) -> float:
+        """The live near-duplicate bar: the control's override, else the spec's."""
+        override = self.control.novelty_threshold
+        return self.spec.novelty.threshold if override is None else override
+
+    @property
+    def min_score(self) -> int:
+        """The live critic bar: the control's override, else the spec's."""
+        override = self.control.min_score
+        return self.spec.critic.min_score if override is None else override
 
     def __post_init__(self) -> None:
         for role in ROLES:

@@ -82,7 +82,7 @@ async def _critique(state: DraftState, runtime: Runtime[Context]) -> dict:
         return {"aborted": True}
     except LLMFailure as exc:
         return {"verdict": "reject", "reason": exc.reason, "details": exc.details}
-    finding = critic.judge(ctx.spec, task, review)
+    finding = critic.judge(task, review, ctx.min_score)
     update = {"score": review.score, "feedback": review.feedback}
     if finding:
         return {**update, **_after_failure(state, finding.reason, finding.feedback, limit)}
@@ -99,14 +99,14 @@ async def check_novelty(state: DraftState, runtime: Runtime[Context]) -> dict:
         "neighbour_id": neighbour.id if neighbour else None,
         "similarity": round(neighbour.similarity, 4) if neighbour else None,
     }
-    duplicate = novelty.is_duplicate(neighbour, ctx.spec.novelty.threshold)
+    duplicate = novelty.is_duplicate(neighbour, ctx.novelty_threshold)
     ctx.events.record(
         "novelty",
         sample_id=state["task"].draft_id,
         persona_id=state["task"].persona_id,
         neighbour_id=update["neighbour_id"],
         similarity=update["similarity"],
-        threshold=ctx.spec.novelty.threshold,
+        threshold=ctx.novelty_threshold,
         duplicate=duplicate,
     )
     if duplicate:

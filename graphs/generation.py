@@ -13,7 +13,7 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
-from langgraph.types import Send
+from langgraph.types import Send, interrupt
 from personaloom.agents import critic
 from personaloom.agents.models import RejectReason
 from personaloom.graphs.context import Context
@@ -30,8 +30,11 @@ def _planner(ctx: Context) -> Planner:
     return Planner(ctx.spec, ctx.store, ctx.vocabulary)
 
 
-def plan(state: GenerationState, runtime: Runtime[Context]) -> dict[str, Any]:
+async def plan(state: GenerationState, runtime: Runtime[Context]) -> dict[str, Any]:
     ctx = runtime.context
+    await ctx.control.wait_while_paused()
+    if ctx.control.stopping:
+        return {"status": "stopped", "stop_reason": "stopped by the user", "batch": []}
     planner = _planner(ctx)
     remaining = planner.remaining()
     if remaining == 0:
@@ -77,8 +80,11 @@ def route(state: GenerationState) -> str | list[Send]:
 
 async def commit(state: GenerationState, runtime: Runtime[Context]) -> dict[str, Any]:
     ctx = runtime.context
+    outcomes = sorted(state.get("outcomes") or [], key=lambda o: o.task.draft_id)
+    if ctx.control.review:
+        _review(ctx, outcomes)  # before any write: the node re-runs from here on resume
     accepted = 0
-    for outcome in sorted(state.get("outcomes") or [], key=lambda o: o.task.draft_id):
+    for outcome in outcomes:
         if outcome.status == "aborted":
             ctx.events.emit("draft_aborted", sample_id=outcome.task.draft_id, reason="budget")
         elif outcome.task.draft_id in ctx.store.dataset.ids:
@@ -91,6 +97,35 @@ async def commit(state: GenerationState, runtime: Runtime[Context]) -> dict[str,
     return {"round": state.get("round", 0) + 1, "outcomes": None, "idle_rounds": idle}
 
 
+def _review(ctx: Context, outcomes: list[DraftOutcome]) -> None:
+    """Ask the person reviewing (a LangGraph interrupt) about this batch's accepted drafts."""
+    pending = [
+        o
+        for o in outcomes
+        if o.status == "accepted" and o.task.draft_id not in ctx.store.dataset.ids
+    ]
+    if not pending:
+        return
+    samples = [
+        {
+            "id": o.task.draft_id,
+            "persona": ctx.store.persona_by_id[o.task.persona_id]["persona"],
+            "persona_id": o.task.persona_id,
+            "traits": o.task.traits,
+            "words": o.task.words,
+            "output": o.record,
+            "score": o.score,
+            "feedback": o.feedback,
+        }
+        for o in pending
+    ]
+    rejected = set(interrupt({"kind": "review", "samples": samples})["rejected"])
+    for outcome in pending:
+        if outcome.task.draft_id in rejected:
+            outcome.status, outcome.reason = "rejected", RejectReason.HUMAN_REJECTED
+            outcome.details = "rejected in review"
+
+
 async def _accept(ctx: Context, outcome: DraftOutcome) -> bool:
     """Write an accepted draft, unless a draft of the same batch got there first."""
     task = outcome.task
@@ -101,7 +136,7 @@ async def _accept(ctx: Context, outcome: DraftOutcome) -> bool:
             0
         ]
     neighbour = await asyncio.to_thread(ctx.index.nearest, SAMPLES, vector, exclude=task.draft_id)
-    if neighbour and neighbour.similarity >= ctx.spec.novelty.threshold:
+    if neighbour and neighbour.similarity >= ctx.novelty_threshold:
         outcome.status, outcome.reason = "rejected", RejectReason.NEAR_DUPLICATE
         outcome.details = f"too similar ({neighbour.similarity:.2f}) to sample {neighbour.id}"
         outcome.neighbour_id, outcome.similarity = neighbour.id, round(neighbour.similarity, 4)

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import BaseModel, Field
 
-Status = Literal["running", "complete", "budget", "stalled"]
+Status = Literal["running", "complete", "budget", "stalled", "stopped"]
 
 
 class DraftTask(BaseModel):

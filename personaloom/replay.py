@@ -158,7 +158,7 @@ class Replayer:
         task = DraftTask(
             draft_id=call["sample_id"] or "", round=0, persona_id="", traits=traits, seed=0
         )
-        finding = judge(self.spec, task, review)
+        finding = judge(task, review, self.spec.critic.min_score)
         return "pass" if finding is None else str(finding.reason)
 
     async def aclose(self) -> None:

@@ -18,11 +18,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import yaml
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langgraph.types import Command
 from pydantic import SecretStr
 
 from personaloom.agents.critic import text_of
+from personaloom.agents.models import RejectReason
+from personaloom.control import Reviewer, RunControl
 from personaloom.corpus import Corpus
 from personaloom.embeddings import CachedEmbedder, Embedder, OpenAIEmbedder
 from personaloom.endpoints import (
@@ -43,6 +48,7 @@ from personaloom.errors import (  # noqa: F401 - re-exported for scripts
 )
 from personaloom.events import EventSink, Listener
 from personaloom.graphs import Context, build_graph
+from personaloom.graphs.state import DraftOutcome, DraftTask
 from personaloom.llm import LLM, Budget, Endpoint, ReplyCache
 from personaloom.llm.cache import default_cache_dir
 from personaloom.report import build_report, write_report
@@ -52,6 +58,7 @@ from personaloom.traces import TraceStore
 from personaloom.vectors import PERSONAS, SAMPLES, NoveltyIndex
 
 _EXIT_CODES = {"complete": EXIT_OK, "budget": EXIT_BUDGET, "stalled": EXIT_STALLED}
+RESUMABLE = ("running", "stopped")  # statuses a resume continues; the others are final
 THREAD = {"configurable": {"thread_id": "generation"}, "recursion_limit": 1_000_000}
 
 
@@ -143,6 +150,12 @@ def _embedder(
     return CachedEmbedder(inner, cache) if cache is not None else inner
 
 
+def checkpoint_serde() -> JsonPlusSerializer:
+    """LangGraph's serializer, allowed to revive exactly our state types from a checkpoint
+    (the default lets any class through with a warning, and will block them later)."""
+    return JsonPlusSerializer(allowed_msgpack_modules=[DraftTask, DraftOutcome, RejectReason])
+
+
 def embedded_model(
     endpoints: dict[str, Endpoint], run_dir: Path, stack: ExitStack | AsyncExitStack
 ) -> tuple[dict[str, Endpoint], Callable[[], Awaitable[str]]]:
@@ -177,10 +190,21 @@ async def arun(
     resume: Path | None = None,
     overrides: Overrides | None = None,
     listeners: Iterable[Listener] = (),
+    detail_listeners: Iterable[Listener] = (),
+    control: RunControl | None = None,
+    reviewer: Reviewer | None = None,
     notice: Callable[[str], None] = _stderr,
 ) -> RunResult:
-    """Run (or with ``resume``, continue) a spec; returns when the graph ends."""
+    """Run (or with ``resume``, continue) a spec; returns when the graph ends.
+
+    ``listeners`` get run events (the ``--events`` stream); ``detail_listeners`` also get
+    the fine-grained ones (node starts and ends, verdicts, novelty checks). ``control``
+    pauses, stops or reviews the run from another task or thread; with ``control.review``
+    on, ``reviewer`` decides on each batch's critic-accepted samples (without one, they
+    are accepted).
+    """
     overrides = overrides or Overrides()
+    control = control or RunControl()
     spec, run_dir, meta = _open_run(spec, out, resume)
     endpoints, needs_local = resolve_endpoints(spec, overrides)
     started = time.monotonic()
@@ -228,7 +252,7 @@ async def arun(
             {p["id"]: p["persona"] for p in store.personas.rows},
             embedder.embed,
         )
-        events = EventSink(traces, list(listeners))
+        events = EventSink(traces, list(listeners), list(detail_listeners))
         ctx = Context(
             spec=spec,
             store=store,
@@ -237,10 +261,12 @@ async def arun(
             index=index,
             corpus=Corpus(spec),
             events=events,
+            control=control,
         )
-        checkpointer = await stack.enter_async_context(
-            AsyncSqliteSaver.from_conn_string(str(run_dir / "checkpoints.sqlite"))
+        conn = await stack.enter_async_context(
+            aiosqlite.connect(str(run_dir / "checkpoints.sqlite"))
         )
+        checkpointer = AsyncSqliteSaver(conn, serde=checkpoint_serde())
         app = build_graph().compile(checkpointer=checkpointer)
         snapshot = await app.aget_state(THREAD)
         values = snapshot.values or {}
@@ -253,12 +279,15 @@ async def arun(
         )
         try:
             if snapshot.next:
-                final = await app.ainvoke(None, THREAD, context=ctx)
-            elif values.get("status") not in (None, "running"):
-                final = values  # a finished run: nothing left to do
+                graph_input: Any = None  # continue where it was cut off
+            elif values.get("status") not in (None, *RESUMABLE):
+                graph_input = None  # a finished run: nothing left to do
             else:
-                initial = {"status": "running", "round": 0, "outcomes": None}
-                final = await app.ainvoke(initial, THREAD, context=ctx)
+                graph_input = {"status": "running", "stop_reason": None, "outcomes": None}
+                graph_input["round"] = values.get("round", 0)
+            final = values
+            if graph_input is not None or snapshot.next:
+                final = await _drive(app, graph_input, ctx, reviewer)
             status, stop_reason = final["status"], final.get("stop_reason")
         except Exception as exc:
             status, stop_reason = "error", f"{type(exc).__name__}: {exc}"
@@ -278,9 +307,26 @@ async def arun(
     return RunResult(run_dir=run_dir, status=status, stop_reason=stop_reason, report=report)
 
 
+async def _drive(app: Any, graph_input: Any, ctx: Context, reviewer: Reviewer | None) -> dict:
+    """Invoke the graph, answering its review interrupts, until it ends."""
+    while True:
+        final = await app.ainvoke(graph_input, THREAD, context=ctx)
+        pending = final.get("__interrupt__")
+        if not pending:
+            return final
+        samples = pending[0].value.get("samples", [])
+        ctx.events.emit("review_requested", samples=[s["id"] for s in samples])
+        decisions = await reviewer(samples) if reviewer else {}
+        rejected = [i for i, ok in decisions.items() if ok is False]
+        ctx.events.emit("review_done", rejected=rejected)
+        # Not the decisions dict itself: LangGraph reads a dict resume value whose keys all
+        # look like interrupt ids (vacuously, an empty one) as a map of interrupt id -> value.
+        graph_input = Command(resume={"rejected": rejected})
+
+
 def run(spec: Spec | str | Path | None = None, **kwargs: Any) -> RunResult:
     """Synchronous ``arun`` for scripts: ``run("spec.yaml").report``."""
     return asyncio.run(arun(spec, **kwargs))
 
 
-__all__ = ["RunResult", "SpecError", "ConfigError", "arun", "run"]
+__all__ = ["ConfigError", "RunControl", "RunResult", "SpecError", "arun", "run"]

@@ -65,14 +65,21 @@ def test_judge_prefers_trait_mismatch_then_quality(make_spec) -> None:
     spec = load_spec(make_spec())
     t = task(setting="sea")
     assert (
-        judge(spec, t, Review(score=5, feedback="", traits={"setting": False})).reason
+        judge(
+            t, Review(score=5, feedback="", traits={"setting": False}), spec.critic.min_score
+        ).reason
         == RejectReason.TRAIT_MISMATCH
     )
     assert (
-        judge(spec, t, Review(score=2, feedback="dull", traits={"setting": True})).reason
+        judge(
+            t, Review(score=2, feedback="dull", traits={"setting": True}), spec.critic.min_score
+        ).reason
         == RejectReason.LOW_QUALITY
     )
-    assert judge(spec, t, Review(score=3, feedback="", traits={"setting": True})) is None
+    assert (
+        judge(t, Review(score=3, feedback="", traits={"setting": True}), spec.critic.min_score)
+        is None
+    )
 
 
 def planner_for(make_spec, tmp_path: Path, **sections) -> Planner:

@@ -1,0 +1,85 @@
+"""Live controls (what the TUI drives): pause, graceful stop then resume, review through a
+LangGraph interrupt, and changing the bars for drafts still to come."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+from personaloom.control import RunControl
+from personaloom.runner import EXIT_INTERRUPTED, arun, run
+from personaloom.store import read_jsonl
+
+
+def test_stop_finishes_the_batch_then_resume_completes(make_spec, tmp_path: Path) -> None:
+    control = RunControl()
+    seen: list[str] = []
+
+    def stop_after_first_accept(event: dict) -> None:
+        seen.append(event["event"])
+        if event["event"] == "sample_accepted":
+            control.stop()
+
+    first = run(
+        make_spec(), out=tmp_path / "run", control=control, listeners=[stop_after_first_accept]
+    )
+    assert first.status == "stopped" and first.exit_code == EXIT_INTERRUPTED
+    kept = read_jsonl(first.run_dir / "dataset.jsonl")
+    assert 1 <= len(kept) <= 2  # concurrency 2: the batch in flight was committed whole
+    assert "batch" not in seen[seen.index("sample_accepted") :]  # and no batch started after
+    assert first.report["status"] == "stopped"
+
+    second = run(resume=first.run_dir)
+    assert second.status == "complete"
+    final = read_jsonl(first.run_dir / "dataset.jsonl")
+    ids = [s["id"] for s in final]
+    assert len(ids) == len(set(ids)) and {s["id"] for s in kept} <= set(ids)
+
+
+def test_pause_holds_new_batches_until_resumed(make_spec, tmp_path: Path) -> None:
+    control = RunControl()
+    batches: list[float] = []
+
+    def on_event(event: dict) -> None:
+        if event["event"] == "batch":
+            batches.append(event["ts"])
+            if len(batches) == 1:
+                control.pause()
+                threading.Timer(1.0, control.resume).start()
+
+    result = run(make_spec(), out=tmp_path / "run", control=control, listeners=[on_event])
+    assert result.status == "complete" and len(batches) >= 2
+    assert batches[1] - batches[0] >= 0.9  # the second batch waited for resume()
+
+
+def test_review_rejects_what_the_reviewer_turns_down(make_spec, tmp_path: Path) -> None:
+    asked: list[list[str]] = []
+
+    async def reviewer(samples: list[dict]) -> dict[str, bool]:
+        ids = [s["id"] for s in samples]
+        asked.append(ids)
+        assert all(s["output"]["story"] and s["persona"] and s["traits"] for s in samples)
+        return {ids[0]: False} if len(asked) == 1 else {}
+
+    control = RunControl(review=True)
+    result = asyncio.run(
+        arun(make_spec(), out=tmp_path / "run", control=control, reviewer=reviewer)
+    )
+    assert result.status == "complete" and asked
+    turned_down = asked[0][0]
+    accepted = {s["id"] for s in read_jsonl(result.run_dir / "dataset.jsonl")}
+    rejected = {r["id"]: r for r in read_jsonl(result.run_dir / "rejected.jsonl")}
+    assert turned_down not in accepted
+    assert rejected[turned_down]["reason"] == "human_rejected"
+    assert result.report["rejections"]["human_rejected"] == 1
+    assert {i for batch in asked for i in batch} - {turned_down} <= accepted
+
+
+def test_min_score_override_applies_to_drafts_to_come(make_spec, responder, tmp_path) -> None:
+    responder.score = 3
+    control = RunControl(min_score=5)  # stricter than the spec's 3: nothing passes
+    spec = make_spec(budget={"max_calls": 40}, critic={"min_score": 3, "max_revisions": 0})
+    result = run(spec, out=tmp_path / "run", control=control)
+    assert result.report["accepted"] == 0
+    assert result.report["rejections"].get("low_quality", 0) > 0

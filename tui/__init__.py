@@ -1,0 +1,1 @@
+"""personaloom's Textual dashboard."""
