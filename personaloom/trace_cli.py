@@ -18,9 +18,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.json import JSON
 from rich.markup import escape
+from rich.rule import Rule
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from personaloom.errors import ConfigError
@@ -245,8 +248,14 @@ def _call(store: TraceStore, call_id: int) -> dict[str, Any]:
 
 
 def _show(store: TraceStore, args: argparse.Namespace, console: Console) -> int:
-    c = _call(store, args.call_id)
-    console.rule(f"call {c['id']}: {c['agent']} ({c['node']})")
+    console.print(call_view(store, _call(store, args.call_id)))
+    return 0
+
+
+def call_view(store: TraceStore, c: dict[str, Any]) -> Group:
+    """One call whole: facts, params, messages, raw reply, parsed result and error (the CLI's
+    ``traces show`` and the dashboard's call detail)."""
+    parts: list[Any] = [Rule(f"call {c['id']}: {c['agent']} ({c['node']})")]
     facts = {
         "sample": c["sample_id"],
         "persona": c["persona_id"],
@@ -261,24 +270,30 @@ def _show(store: TraceStore, args: argparse.Namespace, console: Console) -> int:
     }
     for key, value in facts.items():
         if value is not None:
-            console.print(f"[bold]{key}:[/bold] {escape(str(value))}")
-    console.print(f"[bold]params:[/bold] {escape(c['params'])}")
+            parts.append(Text.from_markup(f"[bold]{key}:[/bold] {escape(str(value))}"))
+    parts.append(Text.from_markup(f"[bold]params:[/bold] {escape(c['params'])}"))
     for message in store.messages(c):
-        console.rule(f"[dim]{message['role']}[/dim]", align="left")
-        console.print(escape(message["content"]))
-    console.rule("[dim]raw reply[/dim]", align="left")
-    console.print(escape(c["raw_reply"] or ""))
+        parts.append(Rule(f"[dim]{message['role']}[/dim]", align="left"))
+        parts.append(Text(message["content"]))
+    parts.append(Rule("[dim]raw reply[/dim]", align="left"))
+    parts.append(Text(c["raw_reply"] or ""))
     if c["parsed"]:
-        console.rule("[dim]parsed[/dim]", align="left")
-        console.print_json(c["parsed"])
+        parts.append(Rule("[dim]parsed[/dim]", align="left"))
+        parts.append(JSON(c["parsed"]))
     if c["error"]:
-        console.rule("[red]error[/red]", align="left")
-        console.print(escape(c["error"]))
-    return 0
+        parts.append(Rule("[red]error[/red]", align="left"))
+        parts.append(Text(c["error"]))
+    return Group(*parts)
 
 
 def _lineage(store: TraceStore, args: argparse.Namespace, console: Console) -> int:
-    run_dir, sample_id = args.run_dir, args.sample_id
+    console.print(lineage_tree(store, args.run_dir, args.sample_id))
+    return 0
+
+
+def lineage_tree(store: TraceStore, run_dir: Path, sample_id: str) -> Tree:
+    """A sample from its source text through the persona chain, every call and verdict, to
+    its outcome (the CLI's ``traces lineage`` and the dashboard's sample detail)."""
     accepted = {r["id"]: r for r in read_jsonl(run_dir / DATASET)}
     rejected = {r["id"]: r for r in read_jsonl(run_dir / REJECTED)}
     personas = {p["id"]: p for p in read_jsonl(run_dir / PERSONAS)}
@@ -336,8 +351,7 @@ def _lineage(store: TraceStore, args: argparse.Namespace, console: Console) -> i
         drafts.add(f"[green]accepted[/green]: {escape(json.dumps(final['output'])[:160])}")
     else:
         drafts.add(f"[red]rejected[/red] {final['reason']}: {escape(final['details'][:120])}")
-    console.print(tree)
-    return 0
+    return tree
 
 
 def export_rows(store: TraceStore, fmt: str, agent: str | None) -> list[dict[str, Any]]:

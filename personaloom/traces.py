@@ -216,8 +216,19 @@ class TraceStore:
             }
         return [{"role": ref["role"], "content": bodies.get(ref["hash"], "")} for ref in refs]
 
-    def events(self, kind: str | None = None, sample_id: str | None = None) -> list[dict[str, Any]]:
+    def events(
+        self,
+        kind: str | None = None,
+        sample_id: str | None = None,
+        *,
+        after_id: int = 0,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Events in order; ``after_id`` and ``limit`` let a follower read only what is new."""
         where, params = [], []
+        if after_id:
+            where.append("id > ?")
+            params.append(after_id)
         if kind:
             where.append("kind = ?")
             params.append(kind)
@@ -225,6 +236,7 @@ class TraceStore:
             where.append("sample_id = ?")
             params.append(sample_id)
         sql = "SELECT * FROM events" + (f" WHERE {' AND '.join(where)}" if where else "")
+        sql += " ORDER BY id" + (f" LIMIT {int(limit)}" if limit else "")
         with self._lock:
-            rows = self._db.execute(sql + " ORDER BY id", params).fetchall()
+            rows = self._db.execute(sql, params).fetchall()
         return [{**dict(row), "data": json.loads(row["data"])} for row in rows]
