@@ -5,7 +5,9 @@ feedback, bounded by ``critic.max_revisions``) or reject with a reason from ``Re
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +17,7 @@ from personaloom.graphs.state import DraftTask
 
 from personaloom.ids import stable_seed
 from personaloom.llm import CallInfo
-from personaloom.spec import Spec
+from personaloom.spec import Spec, total_target
 
 ROLE = "critic"
 # Share of word trigrams that repeat an earlier one. Fluent prose stays under 0.1;
@@ -30,6 +32,7 @@ class Finding:
 
     reason: RejectReason
     feedback: str
+    traits: tuple[str, ...] = ()  # for trait_mismatch: the traits the critic did not confirm
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,37 @@ def repetition(tokens: list[str]) -> float:
     return 1 - len(set(trigrams)) / len(trigrams)
 
 
+def opening(spec: Spec, record: dict[str, Any]) -> str:
+    """The first three words of the main text field, lowercased, punctuation dropped."""
+    name = spec.main_text_field()
+    text = record.get(name) if name else text_of(spec, record)
+    return " ".join(t.lower() for t in _WORD.findall(str(text or ""))[:3])
+
+
+def opening_counts(ctx) -> Counter[str]:
+    """Openings of the accepted samples, counted once per run and kept up to date by commit."""
+    if ctx.openings is None:
+        ctx.openings = Counter(opening(ctx.spec, s["output"]) for s in ctx.store.dataset.rows)
+    return ctx.openings
+
+
+def diversity_gate(spec: Spec, record: dict[str, Any], openings: Counter[str]) -> Finding | None:
+    """The spec's diversity gates: ``max_opening_share`` caps how many samples may share a
+    three-word opening, as a share of the run's total target, so the finished dataset stays
+    under it."""
+    share = spec.critic.diversity.max_opening_share
+    if share is None:
+        return None
+    start = opening(spec, record)
+    limit = max(1, math.floor(share * total_target(spec)))
+    if start and openings[start] + 1 > limit:
+        return Finding(
+            RejectReason.DIVERSITY_GATE,
+            f'{openings[start]} samples already open with "{start}": begin differently.',
+        )
+    return None
+
+
 def deterministic_checks(spec: Spec, task: DraftTask, record: dict[str, Any]) -> Finding | None:
     for name, value in record.items():
         if isinstance(value, str) and not value.strip():
@@ -105,7 +139,8 @@ def deterministic_checks(spec: Spec, task: DraftTask, record: dict[str, Any]) ->
 async def review(ctx, task: DraftTask, record: dict[str, Any], revision: int) -> Review:
     """The LLM rubric: a 1-5 score, feedback, and whether each assigned trait is present."""
     spec = ctx.spec
-    traits = task.traits if spec.critic.check_traits else {}
+    judged = spec.traits_from("critic") if spec.critic.check_traits else []
+    traits = {name: value for name, value in task.traits.items() if name in judged}
     schema = critic_model(list(traits))
     reply = await ctx.llm.call(
         ROLE,
@@ -134,7 +169,9 @@ def judge(task: DraftTask, result: Review, min_score: int) -> Finding | None:
     if unconfirmed:
         wanted = ", ".join(f"{name}: {task.traits[name]}" for name in unconfirmed)
         return Finding(
-            RejectReason.TRAIT_MISMATCH, f"Make it clearly have {wanted}. {result.feedback}"
+            RejectReason.TRAIT_MISMATCH,
+            f"Make it clearly have {wanted}. {result.feedback}",
+            tuple(unconfirmed),
         )
     if result.score < min_score:
         return Finding(RejectReason.LOW_QUALITY, result.feedback or "Improve the quality.")

@@ -34,6 +34,24 @@ class RelatedPersonaList(BaseModel):
     personas: list[str] = Field(json_schema_extra={"items": {"type": "string", **_DESCRIPTION}})
 
 
+def labelled_persona_model(title: str, labels: dict[str, list[str]]) -> type[BaseModel]:
+    """A persona list whose items also carry persona traits (``source: persona``), each
+    constrained to the trait's values: ``{"personas": [{"persona": "...", "field": "law"}]}``.
+
+    Used only when a spec has persona traits, so specs without them keep the plain list of
+    strings that small models fill best.
+    """
+    from typing import Literal
+
+    fields: dict[str, Any] = {
+        "persona": (str, Field(json_schema_extra=_DESCRIPTION)),
+    }
+    for trait, values in labels.items():
+        fields[trait] = (Literal[tuple(values)], Field(description=f"the person's {trait}"))
+    item = create_model(f"{title}Item", __config__=ConfigDict(title=f"{title}Item"), **fields)
+    return create_model(title, __config__=ConfigDict(title=title), personas=(list[item], ...))
+
+
 def critic_model(traits: list[str]) -> type[BaseModel]:
     """The critic's reply: a 1-5 score, feedback, and one yes/no per assigned trait.
 
@@ -70,4 +88,5 @@ class RejectReason(StrEnum):
     NEAR_DUPLICATE = "near_duplicate"  # too close to an accepted sample
     UNPARSEABLE = "unparseable"  # the endpoint's reply did not parse, even after repair
     LLM_ERROR = "llm_error"  # the endpoint failed (timeouts, errors) after retries
+    DIVERSITY_GATE = "diversity_gate"  # breaks a spec diversity gate (e.g. a common opening)
     HUMAN_REJECTED = "human_rejected"  # a reviewer turned it down (review mode)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from personaloom.agents.models import PersonaList
+from typing import Any
+
+from personaloom.agents.models import PersonaList, labelled_persona_model
 
 from personaloom.ids import stable_seed
 from personaloom.llm import CallInfo
@@ -10,15 +12,38 @@ from personaloom.llm import CallInfo
 ROLE = "persona_miner"
 
 
-async def mine(ctx, text_id: str, text: str, relation: str, n: int) -> list[str]:
-    """Up to ``n`` distinct persona descriptions for one corpus text."""
+def persona_labels(spec) -> dict[str, list[str]]:
+    """Persona traits (``source: persona``) and their values: what each persona is labelled with."""
+    return {name: list(spec.traits[name].values) for name in spec.traits_from("persona")}
+
+
+def read_personas(reply: Any, labels: dict[str, list[str]]) -> list[tuple[str, dict[str, str]]]:
+    """``(description, persona-trait labels)`` pairs from a plain or labelled reply."""
+    result = []
+    for item in reply.personas:
+        if isinstance(item, str):
+            text, tags = item, {}
+        else:
+            data = item.model_dump()
+            text, tags = data.pop("persona"), {k: str(v) for k, v in data.items() if k in labels}
+        if text.strip():
+            result.append((text.strip(), tags))
+    return result
+
+
+async def mine(
+    ctx, text_id: str, text: str, relation: str, n: int, wanted: dict[str, list[str]] | None = None
+) -> list[tuple[str, dict[str, str]]]:
+    """Up to ``n`` distinct ``(persona description, labels)`` for one corpus text."""
+    labels = persona_labels(ctx.spec)
+    schema = labelled_persona_model("PersonaList", labels) if labels else PersonaList
     reply = await ctx.llm.call(
         ROLE,
         ctx.templates[ROLE],
-        {"text": text, "relation": relation, "n": n},
-        PersonaList,
+        {"text": text, "relation": relation, "n": n, "labels": labels, "wanted": wanted or {}},
+        schema,
         CallInfo(agent=ROLE, node="mine_personas"),
         seed=stable_seed(ctx.spec.seed, "mine", text_id, relation),
     )
-    personas = [p.strip() for p in reply.personas if p.strip()]
-    return list(dict.fromkeys(personas))[:n]
+    found = dict(read_personas(reply, labels))  # the first labels of a repeated description
+    return list(found.items())[:n]

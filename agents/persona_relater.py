@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from personaloom.agents.models import RelatedPersonaList
+from personaloom.agents.models import RelatedPersonaList, labelled_persona_model
+from personaloom.agents.persona_miner import persona_labels, read_personas
 
 from personaloom.ids import stable_seed
 from personaloom.llm import CallInfo
@@ -10,23 +11,27 @@ from personaloom.llm import CallInfo
 ROLE = "persona_relater"
 
 
-async def relate(ctx, persona_id: str, persona: str, n: int) -> list[tuple[str, str]]:
-    """Up to ``n`` ``(relation, persona description)`` pairs related to one persona."""
+async def relate(
+    ctx, persona_id: str, persona: str, n: int, wanted: dict[str, list[str]] | None = None
+) -> list[tuple[str, str, dict[str, str]]]:
+    """Up to ``n`` ``(relation, persona description, labels)`` related to one persona."""
+    labels = persona_labels(ctx.spec)
+    schema = labelled_persona_model("RelatedPersonaList", labels) if labels else RelatedPersonaList
     reply = await ctx.llm.call(
         ROLE,
         ctx.templates[ROLE],
-        {"persona": persona, "n": n},
-        RelatedPersonaList,
+        {"persona": persona, "n": n, "labels": labels, "wanted": wanted or {}},
+        schema,
         CallInfo(agent=ROLE, node="mine_personas", persona_id=persona_id),
         seed=stable_seed(ctx.spec.seed, "relate", persona_id),
     )
     seen: set[str] = set()
     related = []
-    for item in reply.personas:
+    for item, tags in read_personas(reply, labels):
         relation, text = split_relation(item)
         if text and text not in seen and text != persona.strip():
             seen.add(text)
-            related.append((relation, text))
+            related.append((relation, text, tags))
     return related[:n]
 
 

@@ -39,7 +39,7 @@ async def write(
     variables = {
         "persona": persona,
         "instruction": spec.task.instruction,
-        "traits": task.traits,
+        "traits": {n: v for n, v in task.traits.items() if spec.traits[n].source == "critic"},
         "descriptions": {n: t.description for n, t in spec.traits.items() if t.description},
         "words": list(task.words.values()),
         "length": length_hint(ctx),

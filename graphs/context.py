@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from personaloom.prompts import PromptTemplate, load_template
 
@@ -29,6 +31,8 @@ class Context:
     vocabulary: dict[str, list[str]] = field(default_factory=dict)
     stall_rounds: int = 10  # rounds without an accepted sample before the run gives up
     control: RunControl = field(default_factory=RunControl)
+    planner: Any = None  # the run's Planner, made on first use (graphs.generation)
+    openings: Counter[str] | None = None  # accepted samples' openings (agents.critic)
 
     @property
     def novelty_threshold(self) -> float:

@@ -25,8 +25,8 @@ from personaloom.vectors import SAMPLES
 def _after_failure(state: DraftState, reason: str, feedback: str, max_revisions: int) -> dict:
     """Revise while revisions remain, otherwise reject with ``reason``."""
     if state.get("revision", 0) < max_revisions:
-        return {"verdict": "revise", "reason": reason, "feedback": feedback}
-    return {"verdict": "reject", "reason": reason, "details": feedback}
+        return {"verdict": "revise", "reason": reason, "feedback": feedback, "unconfirmed": []}
+    return {"verdict": "reject", "reason": reason, "details": feedback, "unconfirmed": []}
 
 
 async def write(state: DraftState, runtime: Runtime[Context]) -> dict:
@@ -73,7 +73,9 @@ async def _critique(state: DraftState, runtime: Runtime[Context]) -> dict:
     ctx = runtime.context
     task, record = state["task"], state["record"]
     limit = ctx.spec.critic.max_revisions
-    finding = critic.deterministic_checks(ctx.spec, task, record)
+    finding = critic.deterministic_checks(ctx.spec, task, record) or critic.diversity_gate(
+        ctx.spec, record, critic.opening_counts(ctx)
+    )
     if finding:
         return _after_failure(state, finding.reason, finding.feedback, limit)
     try:
@@ -85,8 +87,9 @@ async def _critique(state: DraftState, runtime: Runtime[Context]) -> dict:
     finding = critic.judge(task, review, ctx.min_score)
     update = {"score": review.score, "feedback": review.feedback}
     if finding:
-        return {**update, **_after_failure(state, finding.reason, finding.feedback, limit)}
-    return {**update, "verdict": "accept"}
+        verdict = _after_failure(state, finding.reason, finding.feedback, limit)
+        return {**update, **verdict, "unconfirmed": list(finding.traits)}
+    return {**update, "verdict": "accept", "unconfirmed": []}
 
 
 async def check_novelty(state: DraftState, runtime: Runtime[Context]) -> dict:
@@ -132,6 +135,7 @@ async def finish(state: DraftState) -> dict:
         score=state.get("score"),
         feedback=state.get("feedback"),
         revisions=state.get("revision", 0),
+        unconfirmed=state.get("unconfirmed") or [],
         embedding=state.get("embedding"),
         neighbour_id=state.get("neighbour_id"),
         similarity=state.get("similarity"),

@@ -17,6 +17,7 @@ from langgraph.types import Send, interrupt
 from personaloom.agents import critic
 from personaloom.agents.models import RejectReason
 from personaloom.graphs.context import Context
+from personaloom.graphs.coverage import cell_name
 from personaloom.graphs.drafting import build_draft_graph
 from personaloom.graphs.personas import mine_personas
 from personaloom.graphs.planner import Planner
@@ -27,7 +28,9 @@ from personaloom.vectors import SAMPLES
 
 
 def _planner(ctx: Context) -> Planner:
-    return Planner(ctx.spec, ctx.store, ctx.vocabulary)
+    if ctx.planner is None:
+        ctx.planner = Planner(ctx.spec, ctx.store, ctx.vocabulary)
+    return ctx.planner
 
 
 async def plan(state: GenerationState, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -38,7 +41,7 @@ async def plan(state: GenerationState, runtime: Runtime[Context]) -> dict[str, A
     planner = _planner(ctx)
     remaining = planner.remaining()
     if remaining == 0:
-        return {"status": "complete", "stop_reason": None, "batch": []}
+        return _finished(planner)
     if limit := ctx.llm.budget.exhausted():
         return {"status": "budget", "stop_reason": limit, "batch": []}
     if state.get("idle_rounds", 0) >= ctx.stall_rounds:
@@ -47,8 +50,15 @@ async def plan(state: GenerationState, runtime: Runtime[Context]) -> dict[str, A
     size = min(ctx.spec.concurrency, remaining)
     exhausted = state.get("pool_exhausted", False)
     available = planner.available_personas(exhausted)
-    if len(available) < size and not exhausted:
-        return {"need_personas": size - len(available), "batch": []}
+    wanted = planner.wanted_labels(available) if planner.persona_traits else {}
+    if (len(available) < size or wanted) and not exhausted:
+        return {"need_personas": max(1, size - len(available)), "wanted": wanted, "batch": []}
+    if wanted:  # nothing left to mine: no persona will ever carry these values
+        planner.mark_unreachable(list(ctx.store.persona_by_id))
+        remaining = planner.remaining()
+        if remaining == 0:
+            return _finished(planner)
+        size = min(size, remaining)
     if not available:
         return {"status": "stalled", "stop_reason": "no persona could be mined", "batch": []}
     batch = planner.assign(state.get("round", 0), size, available)
@@ -68,6 +78,19 @@ async def plan(state: GenerationState, runtime: Runtime[Context]) -> dict[str, A
         calls=ctx.llm.budget.calls,
     )
     return {"batch": batch, "need_personas": 0}
+
+
+def _finished(planner: Planner) -> dict[str, Any]:
+    """Every open target is met: complete, or stalled when some were given up."""
+    blocked = planner.blocked()
+    if not blocked:
+        return {"status": "complete", "stop_reason": None, "batch": []}
+    detail = "; ".join(
+        f"{b['trait']}={b['value']} ({b['accepted']}/{b['target']} after {b['attempts']} "
+        f"drafts, mostly {b['reason']})"
+        for b in blocked
+    )
+    return {"status": "stalled", "stop_reason": f"targets given up: {detail}", "batch": []}
 
 
 def route(state: GenerationState) -> str | list[Send]:
@@ -141,6 +164,10 @@ async def _accept(ctx: Context, outcome: DraftOutcome) -> bool:
         outcome.details = f"too similar ({neighbour.similarity:.2f}) to sample {neighbour.id}"
         outcome.neighbour_id, outcome.similarity = neighbour.id, round(neighbour.similarity, 4)
         return False
+    gate = critic.diversity_gate(ctx.spec, record, critic.opening_counts(ctx))
+    if gate:  # another draft of this batch took the last place for this opening
+        outcome.status, outcome.reason, outcome.details = "rejected", gate.reason, gate.feedback
+        return False
     persona = ctx.store.persona_by_id[task.persona_id]
     sample = {
         "id": task.draft_id,
@@ -159,7 +186,9 @@ async def _accept(ctx: Context, outcome: DraftOutcome) -> bool:
         },
     }
     ctx.index.add(SAMPLES, task.draft_id, vector, critic.text_of(ctx.spec, record))
-    ctx.store.add_sample(sample)
+    if ctx.store.add_sample(sample):
+        _observe(ctx, sample, accepted=True)
+        critic.opening_counts(ctx)[critic.opening(ctx.spec, record)] += 1
     ctx.events.emit(
         "sample_accepted",
         sample_id=task.draft_id,
@@ -187,10 +216,12 @@ def _reject(ctx: Context, outcome: DraftOutcome) -> None:
             "critic": {"score": outcome.score, "feedback": outcome.feedback},
             "novelty": {"neighbour_id": outcome.neighbour_id, "similarity": outcome.similarity},
             "revisions": outcome.revisions,
+            **({"unconfirmed": outcome.unconfirmed} if outcome.unconfirmed else {}),
         }
     )
     if not written:
         return  # a re-run commit after a crash: already written and reported
+    _observe(ctx, ctx.store.rejected.rows[-1], accepted=False)
     ctx.events.emit(
         "sample_rejected",
         sample_id=task.draft_id,
@@ -199,6 +230,24 @@ def _reject(ctx: Context, outcome: DraftOutcome) -> None:
         reason=str(reason),
         details=outcome.details,
     )
+
+
+def _observe(ctx: Context, row: dict[str, Any], *, accepted: bool) -> None:
+    """Keep the planner's ledger in step with the store; report cells that stagnate."""
+    if ctx.planner is None:
+        _planner(ctx)  # a resumed commit: the new ledger, read from the store, has the row
+        return
+    for cell in ctx.planner.ledger.observe(row, accepted):
+        trait, value = cell_name(cell)
+        ledger = ctx.planner.ledger
+        ctx.events.emit(
+            "stagnant",
+            trait=trait,
+            value=value,
+            attempts=ledger.attempts[cell],
+            reason=ledger.dominant_reason(cell),
+            given_up=ledger.given_up(cell),
+        )
 
 
 def build_graph() -> StateGraph:

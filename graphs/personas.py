@@ -26,6 +26,7 @@ async def mine_personas(state: GenerationState, runtime: Runtime[Context]) -> di
     corpus_cursor = state.get("corpus_cursor", 0)
     relate_cursor = state.get("relate_cursor", 0)
     needed = state.get("need_personas", 0)
+    wanted = state.get("wanted") or {}
     added = 0
     exhausted = False
     while added < needed:
@@ -43,12 +44,12 @@ async def mine_personas(state: GenerationState, runtime: Runtime[Context]) -> di
                         math.ceil((needed - added) / settings.relate_per_persona),
                     )
                 ]
-                added += await _relate(ctx, [p for _, p in take])
+                added += await _relate(ctx, [p for _, p in take], wanted)
                 relate_cursor = take[-1][0] + 1
             elif corpus_cursor < len(ctx.corpus):
                 count = min(ctx.spec.concurrency, math.ceil((needed - added) / settings.per_text))
                 indices = list(range(corpus_cursor, min(len(ctx.corpus), corpus_cursor + count)))
-                added += await _mine(ctx, indices)
+                added += await _mine(ctx, indices, wanted)
                 corpus_cursor = indices[-1] + 1
             else:
                 exhausted = True
@@ -61,17 +62,20 @@ async def mine_personas(state: GenerationState, runtime: Runtime[Context]) -> di
         "relate_cursor": relate_cursor,
         "pool_exhausted": exhausted,
         "need_personas": 0,
+        "wanted": {},
     }
 
 
-async def _mine(ctx: Context, indices: list[int]) -> int:
+async def _mine(ctx: Context, indices: list[int], wanted: dict[str, list[str]]) -> int:
     settings = ctx.spec.personas
 
     async def one(index: int) -> list[dict]:
         text_id, text = ctx.corpus.text(index)
         relation = settings.relations[index % len(settings.relations)]
         try:
-            found = await persona_miner.mine(ctx, text_id, text, relation, settings.per_text)
+            found = await persona_miner.mine(
+                ctx, text_id, text, relation, settings.per_text, wanted
+            )
         except LLMFailure as exc:
             ctx.events.emit("persona_mining_failed", text_id=text_id, error=str(exc))
             return []
@@ -83,21 +87,22 @@ async def _mine(ctx: Context, indices: list[int]) -> int:
                 "source_text_id": text_id,
                 "relation": relation,
                 "parent_id": None,
+                **({"traits": labels} if labels else {}),
             }
-            for i, persona in enumerate(found)
+            for i, (persona, labels) in enumerate(found)
         ]
 
     batches = await asyncio.gather(*(one(i) for i in indices))
     return await _admit(ctx, [p for batch in batches for p in batch])
 
 
-async def _relate(ctx: Context, parents: list[dict]) -> int:
+async def _relate(ctx: Context, parents: list[dict], wanted: dict[str, list[str]]) -> int:
     settings = ctx.spec.personas
 
     async def one(parent: dict) -> list[dict]:
         try:
             found = await persona_relater.relate(
-                ctx, parent["id"], parent["persona"], settings.relate_per_persona
+                ctx, parent["id"], parent["persona"], settings.relate_per_persona, wanted
             )
         except LLMFailure as exc:
             ctx.events.emit("persona_relating_failed", persona_id=parent["id"], error=str(exc))
@@ -110,8 +115,9 @@ async def _relate(ctx: Context, parents: list[dict]) -> int:
                 "source_text_id": parent["source_text_id"],
                 "relation": relation,
                 "parent_id": parent["id"],
+                **({"traits": labels} if labels else {}),
             }
-            for i, (relation, persona) in enumerate(found)
+            for i, (relation, persona, labels) in enumerate(found)
         ]
 
     batches = await asyncio.gather(*(one(p) for p in parents))

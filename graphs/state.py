@@ -35,6 +35,7 @@ class DraftOutcome(BaseModel):
     score: int | None = None
     feedback: str | None = None
     revisions: int = 0
+    unconfirmed: list[str] = Field(default_factory=list)  # traits the critic did not confirm
     embedding: list[float] | None = None
     neighbour_id: str | None = None
     similarity: float | None = None
@@ -53,6 +54,7 @@ class GenerationState(TypedDict, total=False):
     round: int
     batch: list[DraftTask]
     need_personas: int
+    wanted: dict[str, list[str]]  # persona-trait values the next personas should carry
     outcomes: Annotated[list[DraftOutcome], collect]
     corpus_cursor: int  # texts before this index have been mined
     relate_cursor: int  # pool personas before this index have been related
@@ -80,4 +82,5 @@ class DraftState(DraftInput, DraftOutput, total=False):
     embedding: list[float] | None
     neighbour_id: str | None
     similarity: float | None
+    unconfirmed: list[str]
     aborted: bool

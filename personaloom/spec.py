@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -135,8 +136,19 @@ class Personas(_Strict):
 
 
 class Trait(_Strict):
+    """A categorical trait: its values and how many accepted samples each one needs.
+
+    ``target`` is a count (one for every value, or per value); ``share`` is a fraction of
+    the spec's ``total`` (one for every value, or per value), turned into counts that add up
+    with the largest-remainder rule. ``source`` says who decides a sample's value: the
+    ``critic`` confirms an assigned value on the output; a ``persona`` trait is labelled when
+    the persona is mined, and the planner picks personas that carry the needed value.
+    """
+
     values: list[str] = Field(min_length=1)
-    target: int | dict[str, int] = Field(description="accepted samples per value")
+    target: int | dict[str, int] | None = Field(None, description="accepted samples per value")
+    share: float | dict[str, float] | None = Field(None, description="fraction of `total`")
+    source: Literal["critic", "persona"] = "critic"
     description: str | None = None
 
     @field_validator("values")
@@ -149,21 +161,80 @@ class Trait(_Strict):
 
     @model_validator(mode="after")
     def _targets(self) -> Trait:
-        if isinstance(self.target, int):
-            if self.target < 0:
-                raise ValueError("target must be >= 0")
-            return self
-        unknown = sorted(set(self.target) - set(self.values))
-        if unknown:
-            raise ValueError(f"target names unknown values {unknown}")
-        if any(t < 0 for t in self.target.values()):
-            raise ValueError("targets must be >= 0")
+        if (self.target is None) == (self.share is None):
+            raise ValueError("give exactly one of `target` (counts) or `share` (of `total`)")
+        given = self.target if self.target is not None else self.share
+        if isinstance(given, dict):
+            unknown = sorted(set(given) - set(self.values))
+            if unknown:
+                raise ValueError(f"names unknown values {unknown}")
+            amounts = list(given.values())
+        else:
+            amounts = [given]
+        if any(a < 0 for a in amounts):
+            raise ValueError("targets and shares must be >= 0")
+        if self.share is not None:
+            shares = self.shares()
+            if any(v > 1 for v in shares.values()) or sum(shares.values()) > 1 + 1e-9:
+                raise ValueError(f"shares add up to {sum(shares.values()):g}, more than 1")
         return self
 
-    def targets(self) -> dict[str, int]:
-        if isinstance(self.target, int):
-            return {v: self.target for v in self.values}
-        return {v: self.target.get(v, 0) for v in self.values}
+    def shares(self) -> dict[str, float]:
+        if isinstance(self.share, dict):
+            return {v: self.share.get(v, 0.0) for v in self.values}
+        return {v: float(self.share or 0.0) for v in self.values}
+
+    def targets(self, total: int | None = None) -> dict[str, int]:
+        """Accepted samples wanted per value (shares are resolved against ``total``)."""
+        if self.share is not None:
+            return _apportion(self.shares(), total or 0)
+        if isinstance(self.target, dict):
+            return {v: self.target.get(v, 0) for v in self.values}
+        return {v: int(self.target or 0) for v in self.values}
+
+
+def _apportion(shares: dict[str, float], total: int) -> dict[str, int]:
+    """Counts in proportion to ``shares`` of ``total`` (largest remainder: they add up to
+    ``round(sum(shares) * total)``)."""
+    raw = {v: s * total for v, s in shares.items()}
+    counts = {v: math.floor(x + 1e-9) for v, x in raw.items()}
+    spare = round(sum(raw.values())) - sum(counts.values())
+    for v in sorted(raw, key=lambda v: (counts[v] - raw[v], v))[: max(0, spare)]:
+        counts[v] += 1
+    return counts
+
+
+class JointTarget(_Strict):
+    """At least ``target`` accepted samples in every cell of two traits' value grid."""
+
+    traits: list[str] = Field(min_length=2, max_length=2, description="two trait names")
+    target: int = Field(ge=1, description="accepted samples per cell")
+
+    @field_validator("traits")
+    @classmethod
+    def _distinct(cls, traits: list[str]) -> list[str]:
+        if traits[0] == traits[1]:
+            raise ValueError("name two different traits")
+        return traits
+
+
+class DiversityGates(_Strict):
+    """Limits the critic enforces while generating (a draft breaking one is revised)."""
+
+    max_opening_share: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="most common three-word opening, as a share of the total target",
+    )
+
+
+class Stagnation(_Strict):
+    """When a trait value or joint cell that keeps failing is set aside."""
+
+    patience: int = Field(
+        8, ge=2, description="rejected drafts in a row (no acceptance) before it is set aside"
+    )
 
 
 class Novelty(_Strict):
@@ -174,6 +245,7 @@ class Critic(_Strict):
     min_score: int = Field(3, ge=1, le=5)
     max_revisions: int = Field(1, ge=0, le=5)
     check_traits: bool = Field(True, description="ask the critic to confirm assigned traits")
+    diversity: DiversityGates = Field(default_factory=DiversityGates)
 
 
 class Budget(_Strict):
@@ -243,6 +315,8 @@ class Spec(_Strict):
     corpus: list[CorpusSource] = Field(min_length=1)
     personas: Personas = Field(default_factory=Personas)
     traits: dict[str, Trait] = Field(default_factory=dict)
+    joint: list[JointTarget] = Field(default_factory=list, description="targets over trait pairs")
+    stagnation: Stagnation = Field(default_factory=Stagnation)
     vocabulary: dict[str, str] = Field(default_factory=dict, description="part -> word file")
     novelty: Novelty = Field(default_factory=Novelty)
     critic: Critic = Field(default_factory=Critic)
@@ -268,7 +342,18 @@ class Spec(_Strict):
 
     @model_validator(mode="after")
     def _has_target(self) -> Spec:
-        if self.total is None and not any(sum(t.targets().values()) for t in self.traits.values()):
+        shared = [name for name, t in self.traits.items() if t.share is not None]
+        if shared and self.total is None:
+            raise ValueError(f"traits {shared} give a `share`: set `total` too")
+        for i, joint in enumerate(self.joint):
+            unknown = [t for t in joint.traits if t not in self.traits]
+            if unknown:
+                raise ValueError(f"joint[{i}].traits: unknown traits {unknown}")
+        if (
+            self.total is None
+            and not self.joint
+            and not any(sum(t.targets().values()) for t in self.traits.values())
+        ):
             raise ValueError("set `total` or give at least one trait a target above 0")
         return self
 
@@ -317,7 +402,23 @@ class Spec(_Strict):
         return [n for n, k in output_fields(self.task.output).items() if k in (str, list[str])]
 
     def targets(self) -> dict[str, dict[str, int]]:
-        return {name: trait.targets() for name, trait in self.traits.items()}
+        """Per trait, accepted samples wanted per value."""
+        return {name: trait.targets(self.total) for name, trait in self.traits.items()}
+
+    def joint_targets(self) -> dict[tuple[str, str], dict[tuple[str, str], int]]:
+        """Per trait pair, accepted samples wanted per cell (the largest when pairs repeat)."""
+        result: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
+        for joint in self.joint:
+            a, b = joint.traits
+            cells = result.setdefault((a, b), {})
+            for va in self.traits[a].values:
+                for vb in self.traits[b].values:
+                    cells[(va, vb)] = max(cells.get((va, vb), 0), joint.target)
+        return result
+
+    def traits_from(self, source: str) -> list[str]:
+        """The traits a ``critic`` confirms or a ``persona`` carries."""
+        return [name for name, trait in self.traits.items() if trait.source == source]
 
     def frozen(self) -> dict[str, Any]:
         """The spec as plain data for the run directory: no secret ever included."""
@@ -483,6 +584,7 @@ def read_words(path: Path) -> list[str]:
 
 
 def total_target(spec: Spec) -> int:
-    """The fewest accepted samples that can meet every per-value target."""
-    per_trait = [sum(t.targets().values()) for t in spec.traits.values()]
-    return max([spec.total or 0, *per_trait])
+    """The fewest accepted samples that can meet every per-value and per-cell target."""
+    per_trait = [sum(values.values()) for values in spec.targets().values()]
+    per_joint = [sum(cells.values()) for cells in spec.joint_targets().values()]
+    return max([spec.total or 0, *per_trait, *per_joint])

@@ -268,7 +268,7 @@ class PersonaloomResponder:
             if topics:  # detailed texts give detailed personas
                 persona += f" Lately they keep thinking about {topics[i % len(topics)].lower()}."
             personas.append(persona)
-        return {"personas": personas}
+        return {"personas": self._labelled(request, personas)}
 
     def _relate(self, request: ChatRequest) -> dict[str, Any]:
         source = _between(request.text, "persona")
@@ -279,7 +279,30 @@ class PersonaloomResponder:
             relation = _RELATIONS[(_int_hash(key) + 5 * i) % len(_RELATIONS)]
             person = self._person(key, i, _int_hash(key) >> 64)[:-1]
             personas.append(f"{relation}: {person}, {relation} of {ref}.")
-        return {"personas": personas}
+        return {"personas": self._labelled(request, personas)}
+
+    @staticmethod
+    def _labelled(request: ChatRequest, personas: list[str]) -> list[Any]:
+        """Persona traits asked for (items with enum fields): a label per persona, fixed by
+        a hash of its text."""
+        schema = request.schema or {}
+        item = ((schema.get("properties") or {}).get("personas") or {}).get("items") or {}
+        if "$ref" in item:
+            item = (schema.get("$defs") or {}).get(item["$ref"].rsplit("/", 1)[-1], {})
+        props = item.get("properties") or {}
+        if not props:
+            return personas
+        return [
+            {
+                "persona": text,
+                **{
+                    name: prop["enum"][_int_hash(text, name) % len(prop["enum"])]
+                    for name, prop in props.items()
+                    if "enum" in prop
+                },
+            }
+            for text in personas
+        ]
 
     # writer
     def _write(self, request: ChatRequest, count: int) -> dict[str, Any]:

@@ -133,16 +133,26 @@ def test_second_run_is_served_from_the_cache(tmp_path: Path, make_spec, endpoint
 def test_critic_rejects_unconfirmed_traits(
     tmp_path: Path, make_spec, responder: PersonaloomResponder
 ) -> None:
-    """A value the critic never confirms is never counted; the run stalls instead of looping."""
+    """A value the critic never confirms is never counted. It is set aside, then given up,
+    without stranding the values it was paired with; the run ends with the account."""
     responder.accept_rate = {"moral": 0.0}
     result = run(
-        make_spec(critic={"min_score": 3, "max_revisions": 0}, budget={"max_calls": 500}),
+        make_spec(
+            critic={"min_score": 3, "max_revisions": 0},
+            budget={"max_calls": 500},
+            stagnation={"patience": 4},
+        ),
         out=tmp_path / "run",
     )
     assert result.status == "stalled" and result.exit_code == 4
-    assert "accepted nothing" in result.stop_reason
-    assert result.report["coverage"]["feature"]["moral"]["accepted"] == 0
-    assert result.report["coverage"]["feature"]["dialogue"]["accepted"] >= 2
+    assert result.stop_reason.startswith("targets given up: feature=moral (0/2 after")
+    assert "mostly trait_mismatch" in result.stop_reason and "setting" not in result.stop_reason
+    coverage = result.report["coverage"]
+    assert coverage["feature"]["moral"]["accepted"] == 0
+    assert coverage["feature"]["dialogue"]["accepted"] >= 2
+    assert all(coverage["setting"][v]["accepted"] >= 2 for v in ("forest", "sea"))
+    # Never retried forever: two strikes of `patience` failures, plus the drafts in flight.
+    assert coverage["feature"]["moral"]["attempts"] <= 2 * 4 + 2
     assert result.report["rejections"]["trait_mismatch"] >= 1
     assert {"trait": "feature", "value": "moral", "target": 2, "accepted": 0} in result.report[
         "unmet"

@@ -125,12 +125,18 @@ def test_planner_counts_accepted_samples(make_spec, tmp_path: Path) -> None:
         "traits": {"feature": "moral", "setting": "sea"},
         "words": {},
     }
-    planner.store.add_sample(sample)
+    assert planner.store.add_sample(sample)
+    planner.ledger.observe(sample, accepted=True)  # as commit does after a write
     assert not planner.store.add_sample(sample), "appends are idempotent by id"
-    assert planner.unmet() == {
-        "feature": {"dialogue": 2, "moral": 1},
-        "setting": {"forest": 2, "sea": 1},
-    }
+    rebuilt = Planner(planner.spec, planner.store, {})
+    assert (
+        rebuilt.unmet()
+        == planner.unmet()
+        == {
+            "feature": {"dialogue": 2, "moral": 1},
+            "setting": {"forest": 2, "sea": 1},
+        }
+    )
     assert planner.remaining() == 3
     assert "p0" not in planner.available_personas(exhausted=False), "max_uses is 1"
     assert "p0" in planner.available_personas(exhausted=True)
@@ -173,3 +179,90 @@ def test_degenerate_repetition_is_low_quality(make_spec) -> None:
         "They walked to the sea together and found a shell shaped like a boat."
     )
     assert deterministic_checks(spec, task(), {"title": "T", "story": prose}) is None
+
+
+def test_shares_become_counts_that_add_up_to_the_total(make_spec) -> None:
+    traits = {
+        "level": {
+            "values": ["easy", "mid", "hard"],
+            "share": {"easy": 0.5, "mid": 0.3, "hard": 0.2},
+        }
+    }
+    spec = load_spec(make_spec(traits=traits, total=7))
+    assert spec.targets()["level"] == {"easy": 4, "mid": 2, "hard": 1}
+    even = load_spec(
+        make_spec(traits={"level": {"values": ["a", "b", "c"], "share": 0.3333}}, total=10)
+    )
+    assert sum(even.targets()["level"].values()) == 10
+
+
+def test_joint_targets_fill_every_cell(make_spec, tmp_path: Path) -> None:
+    traits = {
+        "level": {"values": ["easy", "hard"], "target": 0},
+        "topic": {"values": ["sea", "forest", "town"], "target": 0},
+    }
+    planner = planner_for(
+        make_spec, tmp_path, traits=traits, joint=[{"traits": ["level", "topic"], "target": 1}]
+    )
+    assert planner.remaining() == 6
+    tasks = planner.assign(0, 4, list(planner.store.persona_by_id))  # 4 personas
+    cells = Counter((t.traits["level"], t.traits["topic"]) for t in tasks)
+    assert len(cells) == 4 and set(cells.values()) == {1}, "a new cell for every draft"
+
+
+def test_a_stagnant_value_is_set_aside_then_given_up(make_spec, tmp_path: Path) -> None:
+    planner = planner_for(make_spec, tmp_path, stagnation={"patience": 2})
+    personas = list(planner.store.persona_by_id)
+
+    def reject(i: int, feature: str) -> None:
+        row = {"id": f"r{i:03d}", "reason": "trait_mismatch", "persona_id": personas[0]}
+        row["unconfirmed"] = ["feature"]  # the critic did not see the moral: setting is fine
+        row["traits"] = {"feature": feature, "setting": "sea"}
+        planner.store.add_rejection(row)
+        planner.ledger.observe(row, accepted=False)
+
+    reject(1, "moral")
+    reject(2, "moral")
+    moral = frozenset({("feature", "moral")})
+    assert planner.ledger.set_aside(moral) and not planner.ledger.given_up(moral)
+    tasks = planner.assign(1, 2, personas)
+    assert [t.traits["feature"] for t in tasks].count("moral") <= 1, "moral comes last"
+    reject(3, "moral")
+    reject(4, "moral")
+    assert planner.ledger.given_up(moral)
+    assert all(t.traits["feature"] == "dialogue" for t in planner.assign(2, 2, personas))
+    blocked = planner.blocked()
+    assert [(b["trait"], b["value"], b["reason"]) for b in blocked] == [
+        ("feature", "moral", "trait_mismatch")
+    ]
+    assert planner.remaining() == 4 and planner.remaining(include_blocked=True) == 4
+
+
+def test_persona_traits_pick_personas_that_carry_the_value(make_spec, tmp_path: Path) -> None:
+    traits = {
+        "field": {"values": ["law", "art"], "target": {"law": 0, "art": 2}, "source": "persona"},
+        "setting": {"values": ["sea"], "target": 2},
+    }
+    planner = planner_for(make_spec, tmp_path, traits=traits)
+    store = planner.store
+    ids = list(store.persona_by_id)
+    for i, pid in enumerate(ids):
+        store.persona_by_id[pid]["traits"] = {"field": "art" if i == 3 else "law"}
+    tasks = planner.assign(0, 2, ids)
+    assert tasks[0].persona_id == ids[3] and tasks[0].traits == {"field": "art", "setting": "sea"}
+    assert planner.wanted_labels(ids[:3]) == {"field": ["art"]}
+    planner.mark_unreachable(ids[:3])
+    assert planner.blocked()[0]["reason"] == "no_persona"
+
+
+def test_opening_gate_caps_a_common_opening(make_spec) -> None:
+    from collections import Counter as C
+
+    from personaloom.agents.critic import diversity_gate, opening
+
+    spec = load_spec(make_spec(critic={"diversity": {"max_opening_share": 0.25}}, total=8))
+    record = {"title": "T", "story": "Once upon a time, a dog."}
+    assert opening(spec, record) == "once upon a"
+    assert diversity_gate(spec, record, C({"once upon a": 1})) is None  # 2 of 8 is 25%
+    finding = diversity_gate(spec, record, C({"once upon a": 2}))
+    assert finding.reason == RejectReason.DIVERSITY_GATE and "once upon a" in finding.feedback
