@@ -101,3 +101,10 @@ class NoveltyIndex:
                 ids=missing, embeddings=vectors, documents=[wanted[i] for i in missing]
             )
         return len(missing), len(stale)
+
+    def vectors(self, collection: str) -> dict[str, list[float]]:
+        """Every stored embedding by id (for the report's diversity measures)."""
+        got = self._collections[collection].get(include=["embeddings"])
+        return {
+            id_: list(map(float, v)) for id_, v in zip(got["ids"], got["embeddings"], strict=True)
+        }
