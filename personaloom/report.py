@@ -1,37 +1,125 @@
-"""``report.json``: coverage per trait value, rejection reasons, calls, tokens, cache hits."""
+"""The run report: ``report.json``, ``report.md`` and ``coverage.png`` in the run directory.
+
+Per trait value and per joint cell: target, accepted, attempts, acceptance rate, status and
+the most common rejection reason; targets set aside or given up and why; rejection reasons;
+diversity measures of the accepted samples (``personaloom.diversity``); calls, tokens and
+cache hits. Everything is rebuilt from the run directory's files, so ``personaloom report``
+regenerates it for any run, finished or not.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from personaloom.spec import Spec, total_target
+from personaloom.graphs.coverage import Ledger, cell_name
+from personaloom.spec import Spec, read_words, total_target
 from personaloom.store import RunStore, load_run, write_json_atomic
 from personaloom.traces import TraceStore
 
 
+def sample_text(spec: Spec, output: dict[str, Any]) -> str:
+    """The text diversity is measured on: the main text field (a story, not its title)."""
+    from personaloom.agents.critic import text_of
+
+    name = spec.main_text_field()
+    return str(output.get(name) or "") if name else text_of(spec, output)
+
+
+def _cell_entry(ledger: Ledger, cell: frozenset) -> dict[str, Any]:
+    target, accepted, attempts = ledger.targets[cell], ledger.accepted[cell], ledger.attempts[cell]
+    if target == 0:
+        status = "no_target"
+    elif accepted >= target:
+        status = "met"
+    elif ledger.given_up(cell):
+        status = "given_up"
+    elif ledger.set_aside(cell):
+        status = "set_aside"
+    else:
+        status = "short"
+    return {
+        "target": target,
+        "accepted": accepted,
+        "attempts": attempts,
+        "acceptance_rate": round(accepted / attempts, 3) if attempts else None,
+        "status": status,
+        "top_reason": ledger.dominant_reason(cell),
+    }
+
+
+def _no_persona(spec: Spec, store: RunStore, ledger: Ledger) -> list[dict[str, Any]]:
+    """Persona-trait values still short that no persona in the pool carries."""
+    carried = {
+        (t, v) for p in store.persona_by_id.values() for t, v in (p.get("traits") or {}).items()
+    }
+    result = []
+    for trait in spec.traits_from("persona"):
+        for value in spec.traits[trait].values:
+            cell = frozenset({(trait, value)})
+            if ledger.deficit(cell) and (trait, value) not in carried:
+                result.append(
+                    {
+                        "trait": trait,
+                        "value": value,
+                        "target": ledger.targets[cell],
+                        "accepted": ledger.accepted[cell],
+                        "attempts": ledger.attempts[cell],
+                        "reason": "no_persona",
+                        "given_up": True,
+                    }
+                )
+    return result
+
+
 def build_report(
-    spec: Spec, store: RunStore, traces: TraceStore, *, status: str, stop_reason: str | None
+    spec: Spec,
+    store: RunStore,
+    traces: TraceStore,
+    *,
+    status: str,
+    stop_reason: str | None,
+    vectors: dict[str, list[float]] | None = None,
+    diversity: bool = True,
 ) -> dict[str, Any]:
+    """The report as a dict. ``vectors`` (sample id -> embedding) feed the embedding measures;
+    ``diversity=False`` skips the diversity measures (cheap enough for a live dashboard)."""
+    ledger = Ledger.from_store(spec, store)
     coverage: dict[str, dict[str, Any]] = {}
     unmet = []
     for trait, targets in spec.targets().items():
         coverage[trait] = {}
-        for value, target in targets.items():
-            accepted = store.coverage[(trait, value)]
-            attempts = store.attempts[(trait, value)]
-            coverage[trait][value] = {
-                "target": target,
-                "accepted": accepted,
-                "attempts": attempts,
-                "acceptance_rate": round(accepted / attempts, 3) if attempts else None,
-            }
-            if accepted < target:
+        for value in targets:
+            entry = _cell_entry(ledger, frozenset({(trait, value)}))
+            coverage[trait][value] = entry
+            if entry["accepted"] < entry["target"]:
                 unmet.append(
-                    {"trait": trait, "value": value, "target": target, "accepted": accepted}
+                    {
+                        "trait": trait,
+                        "value": value,
+                        "target": entry["target"],
+                        "accepted": entry["accepted"],
+                    }
                 )
+    joint = []
+    for (a, b), grid in spec.joint_targets().items():
+        cells = []
+        for va, vb in grid:
+            entry = _cell_entry(ledger, frozenset({(a, va), (b, vb)}))
+            cells.append({"values": [va, vb], **entry})
+            if entry["accepted"] < entry["target"]:
+                trait, value = cell_name(frozenset({(a, va), (b, vb)}))
+                unmet.append(
+                    {
+                        "trait": trait,
+                        "value": value,
+                        "target": entry["target"],
+                        "accepted": entry["accepted"],
+                    }
+                )
+        joint.append({"traits": [a, b], "cells": cells})
     usage = traces.usage()
-    return {
+    report: dict[str, Any] = {
         "name": spec.name,
         "status": status,
         "stop_reason": stop_reason,
@@ -39,7 +127,9 @@ def build_report(
         "rejected": len(store.rejected.rows),
         "total_target": total_target(spec),
         "coverage": coverage,
+        "joint": joint,
         "unmet": unmet,
+        "stagnant": ledger.stagnant() + _no_persona(spec, store, ledger),
         "rejections": dict(sorted(store.reasons.items())),
         "personas": len(store.persona_by_id),
         "calls": usage.calls,
@@ -47,27 +137,225 @@ def build_report(
         "cache_hits": usage.cache_hits,
         "call_errors": usage.errors,
     }
+    if diversity:
+        report["diversity"] = measure_diversity(spec, store, vectors)
+    return report
+
+
+def measure_diversity(
+    spec: Spec, store: RunStore, vectors: dict[str, list[float]] | None
+) -> dict[str, Any]:
+    from personaloom.diversity import measure
+
+    rows = store.dataset.rows
+    used: dict[str, set[str]] = {part: set() for part in spec.vocabulary}
+    for row in rows:
+        for part, word in (row.get("words") or {}).items():
+            used.setdefault(part, set()).add(word)
+    sizes = {}
+    for part, rel in spec.vocabulary.items():
+        path = spec.resolve(rel)
+        sizes[part] = len(read_words(path)) if path.is_file() else len(used.get(part, ()))
+    embedded = [vectors[r["id"]] for r in rows if vectors and r["id"] in vectors]
+    return measure(
+        [sample_text(spec, r["output"]) for r in rows],
+        vectors=embedded or None,
+        persona_ids=[(r.get("persona") or {}).get("id") for r in rows],
+        persona_pool=len(store.persona_by_id),
+        vocabulary_used=used,
+        vocabulary_size=sizes,
+    )
+
+
+# -- report.md -------------------------------------------------------------------------------
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+_STATUS = {
+    "met": "met",
+    "short": "short",
+    "set_aside": "set aside",
+    "given_up": "**given up**",
+    "no_target": "–",
+}
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    lines = [f"# Run report: {report['name']}", ""]
+    reason = f" ({report['stop_reason']})" if report.get("stop_reason") else ""
+    lines += [
+        f"**Status:** {report['status']}{reason}",
+        "",
+        f"Accepted **{report['accepted']}** of a target of {report['total_target']}; "
+        f"{report['rejected']} drafts rejected; {report['personas']} personas; "
+        f"{report['calls']} endpoint calls, {report['tokens']} tokens, "
+        f"{report['cache_hits']} cache hits, {report['call_errors']} call errors.",
+        "",
+    ]
+    if report.get("coverage") or report.get("joint"):
+        lines += ["![coverage](coverage.png)", ""]
+    for trait, values in report.get("coverage", {}).items():
+        lines += [
+            f"## Trait `{trait}`",
+            "",
+            "| value | target | accepted | attempts | acceptance | status | top rejection |",
+            "|---|---:|---:|---:|---:|---|---|",
+        ]
+        for value, e in values.items():
+            lines.append(
+                f"| {value} | {e['target']} | {e['accepted']} | {e['attempts']} | "
+                f"{_pct(e['acceptance_rate'])} | {_STATUS.get(e.get('status'), e.get('status'))} | "
+                f"{e.get('top_reason') or '–'} |"
+            )
+        lines.append("")
+    for grid in report.get("joint", []):
+        a, b = grid["traits"]
+        cols = list(dict.fromkeys(c["values"][1] for c in grid["cells"]))
+        rows = list(dict.fromkeys(c["values"][0] for c in grid["cells"]))
+        by = {tuple(c["values"]): c for c in grid["cells"]}
+        lines += [
+            f"## Joint `{a}` × `{b}` (accepted / target, attempts)",
+            "",
+            f"| {a} \\ {b} | " + " | ".join(cols) + " |",
+            "|---|" + "---:|" * len(cols),
+        ]
+        for r in rows:
+            cells = []
+            for c in cols:
+                e = by[(r, c)]
+                mark = " ✗" if e["status"] == "given_up" else ""
+                cells.append(f"{e['accepted']}/{e['target']} ({e['attempts']}){mark}")
+            lines.append(f"| {r} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if report.get("stagnant"):
+        lines += [
+            "## Targets set aside or given up",
+            "",
+            "| trait | value | accepted / target | attempts | main reason | given up |",
+            "|---|---|---:|---:|---|---|",
+        ]
+        for s in report["stagnant"]:
+            lines.append(
+                f"| {s['trait']} | {s['value']} | {s['accepted']}/{s['target']} | "
+                f"{s['attempts']} | {s['reason']} | {'yes' if s['given_up'] else 'no'} |"
+            )
+        lines.append("")
+    if report.get("rejections"):
+        lines += ["## Rejection reasons", "", "| reason | drafts |", "|---|---:|"]
+        for name, count in sorted(report["rejections"].items(), key=lambda kv: -kv[1]):
+            lines.append(f"| {name} | {count} |")
+        lines.append("")
+    if div := report.get("diversity"):
+        lines += _diversity_lines(div)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _diversity_lines(div: dict[str, Any]) -> list[str]:
+    top = div.get("top_opening")
+    rows = [
+        (
+            "distinct-1 / 2 / 3",
+            " / ".join(_num(div.get(f"distinct_{n}")) for n in (1, 2, 3)),
+            "unique n-grams over all n-grams; higher is more varied",
+        ),
+        (
+            "most common opening",
+            f'"{top}": {_pct(div.get("top_opening_share"))}' if top else "–",
+            "share of samples that start with the same three words; lower is better",
+        ),
+        (
+            "compression ratio",
+            _num(div.get("compression_ratio")),
+            "raw size over zlib size of all samples; lower is less repetitive",
+        ),
+        (
+            "mean pairwise cosine distance",
+            _num(div.get("mean_cosine_distance")),
+            "of sample embeddings; higher is more spread out",
+        ),
+        (
+            "Vendi score",
+            _num(div.get("vendi_score"), 1),
+            f"effective number of distinct samples (of {div.get('embeddings', 0)} embedded)",
+        ),
+        (
+            "persona usage entropy",
+            _num(div.get("persona_entropy_normalised")),
+            f"normalised (1 = even use); {div.get('personas_used', 0)} personas wrote samples",
+        ),
+    ]
+    lines = [
+        f"## Diversity of the {div.get('samples', 0)} accepted samples",
+        "",
+        "| measure | value | meaning |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | {value} | {meaning} |" for name, value, meaning in rows]
+    vocab = div.get("vocabulary_coverage") or {}
+    if vocab:
+        lines += ["", "| vocabulary | words used | list size | coverage |", "|---|---:|---:|---:|"]
+        for part, e in vocab.items():
+            lines.append(f"| {part} | {e.get('used')} | {e.get('size')} | {_pct(e.get('share'))} |")
+    openings = div.get("top_openings") or []
+    if openings:
+        lines += [
+            "",
+            "Most common openings: "
+            + ", ".join(f'"{o["opening"]}" ×{o["count"]}' for o in openings)
+            + ".",
+        ]
+    return [*lines, ""]
 
 
 def write_report(run_dir: Path, report: dict[str, Any]) -> Path:
+    """Write report.json, report.md and (with traits) coverage.png; returns report.json."""
     path = run_dir / "report.json"
     write_json_atomic(path, report)
+    (run_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    if report.get("coverage") or report.get("joint"):
+        from personaloom.chart import coverage_chart
+
+        coverage_chart(report, run_dir / "coverage.png")
     return path
 
 
+def run_vectors(run_dir: Path) -> dict[str, list[float]]:
+    """Sample embeddings from the run's Chroma store (only when no process is running it)."""
+    from personaloom.vectors import SAMPLES, NoveltyIndex
+
+    if not (run_dir / "chroma").exists():
+        return {}
+    return NoveltyIndex(run_dir / "chroma").vectors(SAMPLES)
+
+
 def regenerate(run_dir: Path) -> Path:
-    """Rebuild ``report.json`` of any run directory from its files."""
+    """Rebuild the report of any run directory from its files."""
     spec, meta = load_run(run_dir)
     store = RunStore(run_dir, readonly=True)
     traces = TraceStore(run_dir / "traces.sqlite", readonly=True)
+    status = meta.get("status", "unknown")
+    vectors = run_vectors(run_dir) if status != "running" else {}
     try:
         report = build_report(
             spec,
             store,
             traces,
-            status=meta.get("status", "unknown"),
+            status=status,
             stop_reason=meta.get("stop_reason"),
+            vectors=vectors,
         )
     finally:
         traces.close()
     return write_report(run_dir, report)
+
+
+__all__ = ["build_report", "regenerate", "render_markdown", "write_report"]

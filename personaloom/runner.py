@@ -293,7 +293,10 @@ async def arun(
             status, stop_reason = "error", f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            report = build_report(spec, store, traces, status=status, stop_reason=stop_reason)
+            vectors = await asyncio.to_thread(index.vectors, SAMPLES)
+            report = build_report(
+                spec, store, traces, status=status, stop_reason=stop_reason, vectors=vectors
+            )
             write_report(run_dir, report)
             meta["elapsed_seconds"] = round(
                 meta.get("elapsed_seconds", 0.0) + time.monotonic() - started, 3
