@@ -37,6 +37,7 @@ EXPECTED = {
     },
     "user-prompts": {
         "targets": {
+            "asker": {"novice": 6, "expert": 6},
             "intent": {"how-to": 3, "creative writing": 3, "analysis": 3, "coding": 3},
             "tone": {"casual": 4, "formal": 4, "urgent": 4},
         },
@@ -78,7 +79,7 @@ def test_example_targets_match_readme(name):
     assert f"**{expected['needed']} accepted" in readme
     for trait, per_value in expected["targets"].items():
         counts = set(per_value.values())
-        if isinstance(spec.traits[trait].target, int):
+        if isinstance(spec.traits[trait].target, int) and spec.traits[trait].share is None:
             assert f"`{trait}` {counts.pop()} per value" in readme
         else:
             listed = ", ".join(f"{value} {n}" for value, n in per_value.items())
