@@ -45,6 +45,12 @@ class ProgressDisplay:
             self.progress.update(self.task, rejected=self.rejected)
         elif kind == "personas":
             self.progress.update(self.task, description=f"coverage (personas {event['pool']})")
+        elif kind == "stagnant":
+            what = "given up" if event["given_up"] else "set aside"
+            self.console.print(
+                f"[yellow]{event['trait']}={event['value']} {what}[/yellow] after "
+                f"{event['attempts']} drafts (mostly {event['reason']})"
+            )
 
     def close(self) -> None:
         self.progress.stop()
@@ -64,7 +70,17 @@ class ProgressDisplay:
         for trait, values in report["coverage"].items():
             cells = ", ".join(f"{v} {c['accepted']}/{c['target']}" for v, c in values.items())
             out.print(f"  {trait}: {cells}")
+        for grid in report.get("joint", []):
+            met = sum(c["accepted"] >= c["target"] for c in grid["cells"])
+            out.print(f"  {' x '.join(grid['traits'])}: {met} of {len(grid['cells'])} cells met")
         if report["rejections"]:
             out.print(
                 "  rejections: " + ", ".join(f"{k} {v}" for k, v in report["rejections"].items())
             )
+        if div := report.get("diversity"):
+            opening = div.get("top_opening_share")
+            out.print(
+                f"  diversity: distinct-2 {div.get('distinct_2')}, Vendi {div.get('vendi_score')}"
+                + (f", top opening {opening:.0%}" if opening is not None else "")
+            )
+        out.print(f"report: {result.run_dir / 'report.md'}")
