@@ -119,7 +119,7 @@ def ideal_calls(target: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=5, help="runs per strategy")
+    parser.add_argument("--seeds", type=int, default=10, help="runs per strategy")
     parser.add_argument("--target", type=int, default=3, help="accepted samples per cell")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--out", type=Path, default=RESULTS / "coverage_efficiency.json")
@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         mine = [r for r in runs if r["strategy"] == strategy]
         calls = [r["drafting_calls"] for r in mine]
         summary[strategy] = {
+            "mean_calls": round(statistics.mean(calls), 1),
+            "mean_ratio_to_ideal": round(statistics.mean(calls) / ideal, 3),
             "median_calls": statistics.median(calls),
             "min_calls": min(calls),
             "max_calls": max(calls),
@@ -153,14 +155,21 @@ def main(argv: list[str] | None = None) -> int:
         f"difficulty {RATES}, concurrency {args.concurrency}, {args.seeds} seeds"
     )
     print(f"ideal minimum: {ideal:.1f} drafting calls (2 per expected draft)\n")
-    print(f"{'strategy':10} {'median calls':>12} {'min':>5} {'max':>5} {'x ideal':>8} complete")
+    print(
+        f"{'strategy':10} {'mean':>7} {'x ideal':>8} {'median':>7} {'x ideal':>8} "
+        f"{'min':>5} {'max':>5} complete"
+    )
     for strategy, s in summary.items():
         print(
-            f"{strategy:10} {s['median_calls']:>12} {s['min_calls']:>5} {s['max_calls']:>5} "
-            f"{s['median_ratio_to_ideal']:>8.3f} {s['all_complete']}"
+            f"{strategy:10} {s['mean_calls']:>7} {s['mean_ratio_to_ideal']:>8.3f} "
+            f"{s['median_calls']:>7} {s['median_ratio_to_ideal']:>8.3f} "
+            f"{s['min_calls']:>5} {s['max_calls']:>5} {s['all_complete']}"
         )
-    ratio = summary["random"]["median_calls"] / summary["planner"]["median_calls"]
-    print(f"\nrandom needs {ratio:.2f}x the planner's calls (medians); aim: planner <= 1.15x ideal")
+    ratio = summary["random"]["mean_calls"] / summary["planner"]["mean_calls"]
+    print(
+        f"\nrandom needs {ratio:.2f}x the planner's calls (means); "
+        "aim: planner <= 1.15x ideal (the ideal is an expectation: compare the mean)"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": "coverage_efficiency",

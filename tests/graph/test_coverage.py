@@ -7,6 +7,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from personaloom.report import regenerate
 from personaloom.runner import EXIT_BUDGET, run
 from personaloom.store import read_jsonl
@@ -124,6 +126,7 @@ def test_opening_gate_holds_while_generating(
     )
     result = run(spec, out=tmp_path / "run")
     from personaloom.agents.critic import opening
+
     from personaloom.spec import load_spec
 
     loaded = load_spec(spec)
@@ -136,3 +139,25 @@ def test_opening_gate_holds_while_generating(
     ]
     verdicts = result.report["rejections"].get("diversity_gate", 0)
     assert verdicts == len(gated)
+
+
+@pytest.mark.parametrize(
+    ("budget", "limit"),
+    [
+        ({"max_calls": None, "max_tokens": 3000}, "max_tokens"),
+        ({"max_calls": None, "max_seconds": 1.5}, "max_seconds"),
+    ],
+)
+def test_token_and_time_budgets_end_the_run_cleanly(
+    make_spec, endpoint, tmp_path: Path, budget: dict, limit: str
+) -> None:
+    endpoint.latency = 0.1  # so that wall time, too, runs out before the targets are met
+    traits = {"setting": {"values": ["forest", "sea"], "target": 10}}
+    result = run(make_spec(traits=traits, budget=budget), out=tmp_path / "run")
+    assert result.status == "budget" and result.exit_code == EXIT_BUDGET
+    assert result.stop_reason == limit
+    report = json.loads((result.run_dir / "report.json").read_text())
+    assert report["status"] == "budget" and report["unmet"]
+    assert (result.run_dir / "report.md").exists() and (result.run_dir / "coverage.png").exists()
+    meta = json.loads((result.run_dir / "run.json").read_text())
+    assert meta["status"] == "budget" and meta["stop_reason"] == limit
