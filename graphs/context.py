@@ -29,7 +29,7 @@ class Context:
     events: EventSink = field(default_factory=EventSink)
     templates: dict[str, PromptTemplate] = field(default_factory=dict)
     vocabulary: dict[str, list[str]] = field(default_factory=dict)
-    stall_rounds: int = 10  # rounds without an accepted sample before the run gives up
+    stall_rounds: int = 10  # idle rounds before a run with no open target gives up
     control: RunControl = field(default_factory=RunControl)
     planner: Any = None  # the run's Planner, made on first use (graphs.generation)
     openings: Counter[str] | None = None  # accepted samples' openings (agents.critic)

@@ -26,6 +26,8 @@ from personaloom.graphs.tracing import traced
 
 from personaloom.vectors import SAMPLES
 
+STALL_BACKSTOP = 5  # x stall_rounds, while some open target still has a deficit
+
 
 def _planner(ctx: Context) -> Planner:
     if ctx.planner is None:
@@ -44,8 +46,12 @@ async def plan(state: GenerationState, runtime: Runtime[Context]) -> dict[str, A
         return _finished(planner)
     if limit := ctx.llm.budget.exhausted():
         return {"status": "budget", "stop_reason": limit, "batch": []}
-    if state.get("idle_rounds", 0) >= ctx.stall_rounds:
-        reason = f"{ctx.stall_rounds} rounds in a row accepted nothing"
+    idle = state.get("idle_rounds", 0)
+    # Targets that keep failing are set aside and given up by the ledger; this backstop is
+    # for runs whose failing drafts count for no open target (a `total` with no traits).
+    limit = ctx.stall_rounds * (1 if not planner.open_deficit() else STALL_BACKSTOP)
+    if idle >= limit:
+        reason = f"{limit} rounds in a row accepted nothing"
         return {"status": "stalled", "stop_reason": reason, "batch": []}
     size = min(ctx.spec.concurrency, remaining)
     exhausted = state.get("pool_exhausted", False)

@@ -66,6 +66,11 @@ class Planner:
         needs.extend(groups.values())
         return max(0, *needs)
 
+    def open_deficit(self) -> bool:
+        """Whether some target cell still short of its target is neither given up nor
+        unreachable (stagnation then bounds the run)."""
+        return any(self._open(c) and self.ledger.deficit(c) for c in self.ledger.targets)
+
     def unmet(self) -> dict[str, dict[str, int]]:
         """Per trait (or ``a×b`` pair), the values or cells still short and by how much."""
         result: dict[str, dict[str, int]] = {}
