@@ -21,10 +21,11 @@ from personaloom.spec import Spec
 Cell = frozenset[tuple[str, str]]
 
 
-def cell_name(cell: Cell) -> tuple[str, str]:
-    """``("setting", "sea")`` or ``("difficulty×topic", "easy×algebra")``, traits sorted as
-    in the spec."""
-    pairs = sorted(cell)
+def cell_name(cell: Cell, order: list[str] | None = None) -> tuple[str, str]:
+    """``("setting", "sea")`` or ``("difficulty×topic", "easy×algebra")``: traits in
+    ``order`` (a joint target's own order), else alphabetical."""
+    rank = {t: i for i, t in enumerate(order or [])}
+    pairs = sorted(cell, key=lambda pair: (rank.get(pair[0], len(rank)), pair))
     return "×".join(t for t, _ in pairs), "×".join(v for _, v in pairs)
 
 
@@ -45,6 +46,7 @@ class Ledger:
 
     def __init__(self, spec: Spec, rows: Iterable[tuple[dict[str, Any], bool]] = ()):
         self.targets = spec_cells(spec)
+        self._orders = {frozenset(j.traits): list(j.traits) for j in spec.joint}
         self.patience = spec.stagnation.patience
         self.accepted: Counter[Cell] = Counter()
         self.attempts: Counter[Cell] = Counter()
@@ -99,6 +101,10 @@ class Ledger:
                 struck.append(cell)
         return struck
 
+    def name(self, cell: Cell) -> tuple[str, str]:
+        """The cell's trait and value names, a joint cell's traits in its spec order."""
+        return cell_name(cell, self._orders.get(frozenset(t for t, _ in cell)))
+
     def deficit(self, cell: Cell, reserved: Counter[Cell] | None = None) -> int:
         have = self.accepted[cell] + (reserved[cell] if reserved else 0)
         return max(0, self.targets[cell] - have)
@@ -118,7 +124,7 @@ class Ledger:
         result = []
         for cell, target in self.targets.items():
             if self.strikes[cell] and self.accepted[cell] < target:
-                trait, value = cell_name(cell)
+                trait, value = self.name(cell)
                 result.append(
                     {
                         "trait": trait,

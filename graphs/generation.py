@@ -17,7 +17,6 @@ from langgraph.types import Send, interrupt
 from personaloom.agents import critic
 from personaloom.agents.models import RejectReason
 from personaloom.graphs.context import Context
-from personaloom.graphs.coverage import cell_name
 from personaloom.graphs.drafting import build_draft_graph
 from personaloom.graphs.personas import mine_personas
 from personaloom.graphs.planner import Planner
@@ -243,9 +242,9 @@ def _observe(ctx: Context, row: dict[str, Any], *, accepted: bool) -> None:
     if ctx.planner is None:
         _planner(ctx)  # a resumed commit: the new ledger, read from the store, has the row
         return
-    for cell in ctx.planner.ledger.observe(row, accepted):
-        trait, value = cell_name(cell)
-        ledger = ctx.planner.ledger
+    ledger = ctx.planner.ledger
+    for cell in ledger.observe(row, accepted):
+        trait, value = ledger.name(cell)
         ctx.events.emit(
             "stagnant",
             trait=trait,

@@ -21,7 +21,7 @@ import random
 from collections import Counter
 from typing import Any
 
-from personaloom.graphs.coverage import Cell, Ledger, cell_name
+from personaloom.graphs.coverage import Cell, Ledger
 from personaloom.graphs.state import DraftTask
 
 from personaloom.ids import stable_seed
@@ -76,7 +76,7 @@ class Planner:
         result: dict[str, dict[str, int]] = {}
         for cell in self.ledger.targets:
             if short := self.ledger.deficit(cell):
-                trait, value = cell_name(cell)
+                trait, value = self.ledger.name(cell)
                 result.setdefault(trait, {})[value] = short
         return result
 
@@ -84,7 +84,7 @@ class Planner:
         """Unmet cells the run has given up on, with the reason."""
         result = [c for c in self.ledger.stagnant() if c["given_up"]]
         for cell, reason in self.unreachable.items():
-            trait, value = cell_name(cell)
+            trait, value = self.ledger.name(cell)
             result.append(
                 {
                     "trait": trait,

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     progress.summary(result)
     console.print(
         f"dataset: [bold]{result.run_dir / 'dataset.jsonl'}[/bold]"
-        f"  (report: {result.run_dir / 'report.json'})"
+        f"  (report: {result.run_dir / 'report.md'})"
     )
     show_samples(console, result.run_dir)
     return result.exit_code

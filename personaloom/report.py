@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from personaloom.graphs.coverage import Ledger, cell_name
+from personaloom.graphs.coverage import Ledger
 from personaloom.spec import Spec, read_words, total_target
 from personaloom.store import RunStore, load_run, write_json_atomic
 from personaloom.traces import TraceStore
@@ -49,7 +49,8 @@ def _cell_entry(ledger: Ledger, cell: frozenset) -> dict[str, Any]:
 
 
 def _no_persona(spec: Spec, store: RunStore, ledger: Ledger) -> list[dict[str, Any]]:
-    """Persona-trait values still short that no persona in the pool carries."""
+    """Persona-trait values still short that no persona in the pool carries (given up when
+    the run ended with nothing left to mine; call it only then)."""
     carried = {
         (t, v) for p in store.persona_by_id.values() for t, v in (p.get("traits") or {}).items()
     }
@@ -85,12 +86,18 @@ def build_report(
     """The report as a dict. ``vectors`` (sample id -> embedding) feed the embedding measures;
     ``diversity=False`` skips the diversity measures (cheap enough for a live dashboard)."""
     ledger = Ledger.from_store(spec, store)
+    # A run that ended complete or stalled had mined all it could: values no persona carries
+    # were given up. Mid-run or after a budget, more personas might still carry them.
+    no_persona = _no_persona(spec, store, ledger) if status in ("complete", "stalled") else []
+    unreachable = {(s["trait"], s["value"]) for s in no_persona}
     coverage: dict[str, dict[str, Any]] = {}
     unmet = []
     for trait, targets in spec.targets().items():
         coverage[trait] = {}
         for value in targets:
             entry = _cell_entry(ledger, frozenset({(trait, value)}))
+            if (trait, value) in unreachable:
+                entry.update(status="given_up", top_reason="no_persona")
             coverage[trait][value] = entry
             if entry["accepted"] < entry["target"]:
                 unmet.append(
@@ -108,7 +115,7 @@ def build_report(
             entry = _cell_entry(ledger, frozenset({(a, va), (b, vb)}))
             cells.append({"values": [va, vb], **entry})
             if entry["accepted"] < entry["target"]:
-                trait, value = cell_name(frozenset({(a, va), (b, vb)}))
+                trait, value = ledger.name(frozenset({(a, va), (b, vb)}))
                 unmet.append(
                     {
                         "trait": trait,
@@ -129,7 +136,7 @@ def build_report(
         "coverage": coverage,
         "joint": joint,
         "unmet": unmet,
-        "stagnant": ledger.stagnant() + _no_persona(spec, store, ledger),
+        "stagnant": ledger.stagnant() + no_persona,
         "rejections": dict(sorted(store.reasons.items())),
         "personas": len(store.persona_by_id),
         "calls": usage.calls,

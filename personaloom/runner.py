@@ -207,6 +207,9 @@ async def arun(
     control = control or RunControl()
     spec, run_dir, meta = _open_run(spec, out, resume)
     endpoints, needs_local = resolve_endpoints(spec, overrides)
+    if meta.get("status") != "running":  # a resumed run is running again: readers must know
+        meta["status"], meta["stop_reason"] = "running", None
+        write_json_atomic(run_dir / "run.json", meta)
     started = time.monotonic()
     status, stop_reason = "interrupted", "interrupted"
     async with AsyncExitStack() as stack:
