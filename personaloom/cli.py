@@ -56,6 +56,22 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="rewrite report.json of a run directory")
     report.add_argument("run_dir", type=Path)
 
+    tui = commands.add_parser(
+        "tui", help="run a spec supervised in the terminal dashboard", epilog=EPILOG
+    )
+    tui.add_argument("spec", nargs="?", type=Path, help="the spec YAML (optional with --resume)")
+    tui.add_argument("--out", type=Path, help="run directory (default runs/<name>-<time>)")
+    tui.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped run")
+    tui.add_argument("--review", action="store_true", help="start in review mode")
+    tui.add_argument("--base-url", help="OpenAI-compatible endpoint for every role")
+    tui.add_argument("--model", help="model name for every role")
+    tui.add_argument("--embeddings", choices=["local", "openai"], help="embedding provider")
+
+    watch = commands.add_parser(
+        "watch", help="follow a run started elsewhere in the dashboard, read-only"
+    )
+    watch.add_argument("run_dir", type=Path)
+
     trace_cli.add_parser(commands)
     return parser
 
@@ -69,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         "serve": _serve,
         "report": _report,
         "traces": trace_cli.main,
+        "tui": _tui,
+        "watch": _tui,
     }[args.command]
     try:
         return handler(args)
@@ -161,6 +179,17 @@ def _run(args: argparse.Namespace) -> int:
         progress.close()
         progress.summary(result)
     return result.exit_code
+
+
+def _tui(args: argparse.Namespace) -> int:
+    """``tui`` and ``watch``: Textual is imported here only, so ``--help`` stays light."""
+    try:
+        from personaloom.tui.run import main as tui_main
+    except ModuleNotFoundError as exc:
+        if exc.name != "textual":
+            raise
+        raise ConfigError("the dashboard needs Textual: pip install 'personaloom[tui]'") from None
+    return tui_main(args)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

@@ -1,0 +1,146 @@
+"""Personas: the pool, its relation tree (source text -> mined persona -> related ones), and
+the source text a persona came from.
+
+Persona Hub's point is that a persona's detail comes from its text; seeing the text next to
+the persona (and the relatives it spawned) is how a person judges the pool.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from personaloom.tui.screens.base import RunScreen
+from personaloom.tui.view import RunView, source_text
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import DataTable, Footer, Header, Static, Tree
+
+
+def relation_forest(personas: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Children per parent id; mined personas (no parent) under their source text id."""
+    children: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for persona in personas:
+        parent = persona.get("parent_id") or f"text:{persona.get('source_text_id')}"
+        children[parent].append(persona)
+    return children
+
+
+class PersonasScreen(RunScreen):
+    """The table and the tree select the same persona; its details and text show below."""
+
+    AUTO_FOCUS = "#pool"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._shown: tuple[int, int] | None = None
+        self._selected: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            with Vertical(id="pool-panel", classes="panel"):
+                yield DataTable(id="pool", cursor_type="row")
+            with Vertical(id="persona-side"):
+                with Vertical(id="tree-panel", classes="panel"):
+                    yield Tree("personas", id="relations")
+                with VerticalScroll(id="persona-detail-panel", classes="panel"):
+                    yield Static("select a persona", id="persona-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#pool-panel").border_title = "Persona pool"
+        self.query_one("#tree-panel").border_title = "Relations"
+        self.query_one("#persona-detail-panel").border_title = "Persona and source text"
+        table = self.query_one("#pool", DataTable)
+        for label in ("id", "depth", "relation", "drafts", "accepted", "persona"):
+            table.add_column(label, key=label)
+        tree = self.query_one("#relations", Tree)
+        tree.show_root = False
+
+    def show_view(self, view: RunView) -> None:
+        store = view.store
+        shown = (len(store.personas.rows), sum(store.persona_uses.values()))
+        if shown == self._shown:
+            return
+        self._shown = shown
+        accepted: dict[str, int] = defaultdict(int)
+        for sample in store.dataset.rows:
+            accepted[sample["persona"]["id"]] += 1
+        table = self.query_one("#pool", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for p in store.personas.rows:
+            table.add_row(
+                p["id"],
+                Text(str(p.get("depth", 0)), justify="right"),
+                p.get("relation") or "",
+                Text(str(store.persona_uses[p["id"]]), justify="right"),
+                Text(str(accepted[p["id"]]), justify="right"),
+                p["persona"].replace("\n", " "),
+                key=p["id"],
+            )
+        if table.row_count:
+            table.move_cursor(row=min(cursor, table.row_count - 1), animate=False)
+        self._fill_tree(store.personas.rows)
+        table.border_subtitle = f"{len(store.personas.rows)} personas"
+        if self._selected:
+            self._show_persona(self._selected)
+
+    def _fill_tree(self, personas: list[dict[str, Any]]) -> None:
+        tree = self.query_one("#relations", Tree)
+        tree.clear()
+        children = relation_forest(personas)
+
+        def add(node, persona: dict[str, Any]) -> None:
+            label = Text.assemble(
+                (persona["id"], "bold"),
+                (f" {persona.get('relation')}: ", "dim"),
+                persona["persona"][:80],
+            )
+            kids = children.get(persona["id"], [])
+            child = node.add(label, data=persona["id"], expand=True, allow_expand=bool(kids))
+            for kid in kids:
+                add(child, kid)
+
+        texts = [key for key in children if key.startswith("text:")]
+        for key in texts:
+            text_node = tree.root.add(
+                Text.assemble(("source ", "dim"), key[5:]), data=None, expand=True
+            )
+            for persona in children[key]:
+                add(text_node, persona)
+        tree.root.expand()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value:
+            self._show_persona(event.row_key.value)
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected) -> None:
+        if event.node.data:
+            table = self.query_one("#pool", DataTable)
+            table.move_cursor(row=table.get_row_index(event.node.data))
+            self._show_persona(event.node.data)
+
+    def _show_persona(self, persona_id: str) -> None:
+        view = self.loom.view
+        if view is None or persona_id not in view.store.persona_by_id:
+            return
+        self._selected = persona_id
+        store = view.store
+        persona = store.persona_by_id[persona_id]
+        chain = store.lineage(persona_id)
+        text = Text()
+        text.append(f"{persona_id}", style="bold")
+        text.append(f"  depth {persona.get('depth')}, {persona.get('relation')}\n", style="dim")
+        text.append(persona["persona"] + "\n\n")
+        if len(chain) > 1:
+            text.append("related through: ", style="bold")
+            text.append(" <- ".join(chain) + "\n\n")
+        root = store.persona_by_id[chain[-1]] if chain else persona
+        text_id = root.get("source_text_id")
+        text.append(f"source text {text_id}\n", style="bold")
+        body = source_text(view.spec, text_id)
+        text.append(body if body is not None else "(not found: the corpus changed or moved)")
+        self.query_one("#persona-detail", Static).update(text)

@@ -1,0 +1,128 @@
+"""The run's counters: accepted against the total target, rejections by reason, calls,
+tokens, cache hits, the acceptance rate and the time left at that rate, and the live bars.
+
+Exact counts come from the report (read from the run's files); the rate and the time left
+come from the event fold, because only events carry when each sample was accepted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from personaloom.tui.state import Pace, format_eta
+from rich.console import RenderableType
+from rich.table import Table
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widgets import Static
+
+STATUS_STYLES = {
+    "running": "green bold",
+    "paused": "yellow bold",
+    "stopping": "yellow bold",
+    "review": "magenta bold",
+    "complete": "green bold",
+    "starting": "dim",
+}
+
+
+@dataclass(frozen=True)
+class Bars:
+    """The bars drafts still to come are judged by, and where each comes from."""
+
+    novelty: float
+    novelty_changed: bool
+    min_score: int
+    min_score_changed: bool
+    review: bool
+
+
+def _number(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else "-"
+
+
+class Counters(Static):
+    """Renders the counters panel; every input is a reactive, so it repaints on change."""
+
+    DEFAULT_CSS = "Counters { height: auto; }"
+
+    report: reactive[dict[str, Any] | None] = reactive(None)
+    """The latest report dict."""
+    pace: reactive[Pace | None] = reactive(None)
+    """Accepted per minute, samples still needed, time left."""
+    status: reactive[str] = reactive("starting")
+    """running, paused, stopping, review, or the run's final status."""
+    bars: reactive[Bars | None] = reactive(None)
+    """The live novelty threshold and critic bar; None in watch mode (not known)."""
+
+    def render(self) -> RenderableType:
+        report = self.report or {}
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column()
+        status = self.status
+        if report.get("stop_reason") and status not in ("running", "paused", "stopping"):
+            status = f"{status} ({report['stop_reason']})"
+        grid.add_row("status", Text(status, style=STATUS_STYLES.get(self.status, "red bold")))
+        accepted, target = report.get("accepted"), report.get("total_target")
+        grid.add_row(
+            "accepted",
+            Text.assemble(
+                (_number(accepted), "green bold"),
+                f" of {_number(target)} needed" if target is not None else "",
+                "   rejected ",
+                (_number(report.get("rejected")), "red bold" if report.get("rejected") else ""),
+                f"   personas {_number(report.get('personas'))}",
+            ),
+        )
+        grid.add_row(
+            "calls",
+            Text(
+                f"{_number(report.get('calls'))}   tokens {_number(report.get('tokens'))}"
+                f"   cache hits {_number(report.get('cache_hits'))}"
+                f"   errors {_number(report.get('call_errors'))}"
+            ),
+        )
+        grid.add_row("pace", self._pace())
+        if self.bars is not None:
+            grid.add_row("bars", self._bars(self.bars))
+        reasons = report.get("rejections") or {}
+        text = Text()
+        for reason, count in sorted(reasons.items(), key=lambda item: (-item[1], item[0])):
+            if text:
+                text.append("  ")
+            text.append(reason, style="red")
+            text.append(f" {count}")
+        grid.add_row("rejected by", text or Text("-", style="dim"))
+        return grid
+
+    def _pace(self) -> Text:
+        pace = self.pace
+        if pace is None or pace.per_minute is None:
+            rate = Text("- samples/min", style="dim")
+        else:
+            rate = Text(f"{pace.per_minute:.1f} samples/min")
+        if pace is not None and pace.remaining == 0:
+            left = "nothing left to generate"
+        elif pace is not None and pace.eta_seconds is not None:
+            left = f"{pace.remaining} to go, ~{format_eta(pace.eta_seconds)} left at this rate"
+        elif pace is not None and pace.remaining is not None:
+            left = f"{pace.remaining} to go"
+        else:
+            left = ""
+        return Text.assemble(rate, "   ", left)
+
+    @staticmethod
+    def _bars(bars: Bars) -> Text:
+        def mark(changed: bool) -> tuple[str, str]:
+            return (" (live)", "yellow") if changed else (" (spec)", "dim")
+
+        return Text.assemble(
+            f"novelty < {bars.novelty:.2f}",
+            mark(bars.novelty_changed),
+            f"   critic score ≥ {bars.min_score}",
+            mark(bars.min_score_changed),
+            "   review ",
+            ("on", "magenta bold") if bars.review else ("off", "dim"),
+        )

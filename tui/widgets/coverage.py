@@ -1,0 +1,85 @@
+"""Coverage per trait value: accepted against target, with a bar and a status colour.
+
+A ``DataTable`` so a person can move to a value and press enter (or click) to see its
+samples. Rows are fixed by the spec; each report only updates cells, so the cursor stays.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widgets import DataTable
+
+BAR = 12
+STYLES = {"met": "green", "filling": "yellow", "stuck": "red bold", "waiting": "dim"}
+
+
+def cell_status(cell: dict[str, Any], stuck: bool = False) -> str:
+    """``met``, ``stuck`` (the report says it stagnates, or drafts keep failing), ``filling``
+    or ``waiting`` (no draft yet)."""
+    accepted, target = cell.get("accepted", 0), cell.get("target", 0)
+    attempts, rate = cell.get("attempts", 0), cell.get("acceptance_rate")
+    if accepted >= target:
+        return "met"
+    if stuck or (attempts >= 5 and rate is not None and rate < 0.2):
+        return "stuck"
+    return "filling" if attempts else "waiting"
+
+
+def bar(accepted: int, target: int, style: str, width: int = BAR) -> Text:
+    filled = width if target <= 0 else min(width, round(width * accepted / target))
+    return Text.assemble(("█" * filled, style), ("░" * (width - filled), "dim"))
+
+
+class CoverageTable(DataTable):
+    """The report's ``coverage`` as a table; enter on a row posts ``RowSelected`` with the
+    row key ``trait=value``."""
+
+    DEFAULT_CSS = "CoverageTable { height: auto; max-height: 100%; }"
+
+    report: reactive[dict[str, Any] | None] = reactive(None, always_update=True)
+    """The latest report dict (``personaloom.report.build_report``); None before the first."""
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.zebra_stripes = False
+        for label, key in (
+            ("trait", "trait"),
+            ("value", "value"),
+            ("coverage", "bar"),
+            ("accepted", "accepted"),
+            ("attempts", "attempts"),
+            ("accept rate", "rate"),
+            ("status", "status"),
+        ):
+            self.add_column(label, key=key)
+        self.watch_report(self.report)
+
+    def watch_report(self, report: dict[str, Any] | None) -> None:
+        if not report or not self.is_mounted:
+            return
+        stagnant = {(s.get("trait"), s.get("value")) for s in report.get("stagnant") or []}
+        for trait, values in report.get("coverage", {}).items():
+            for index, (value, cell) in enumerate(values.items()):
+                key = f"{trait}={value}"
+                status = cell_status(cell, (trait, value) in stagnant)
+                style = STYLES[status]
+                rate = cell.get("acceptance_rate")
+                row = {
+                    "trait": Text(trait if index == 0 else "", style="bold"),
+                    "value": Text(value),
+                    "bar": bar(cell.get("accepted", 0), cell.get("target", 0), style),
+                    "accepted": Text(
+                        f"{cell.get('accepted', 0)}/{cell.get('target', 0)}", justify="right"
+                    ),
+                    "attempts": Text(str(cell.get("attempts", 0)), justify="right"),
+                    "rate": Text("-" if rate is None else f"{rate:.0%}", justify="right"),
+                    "status": Text(status, style=style),
+                }
+                if key in self.rows:
+                    for column, content in row.items():
+                        self.update_cell(key, column, content)
+                else:
+                    self.add_row(*row.values(), key=key)
