@@ -57,10 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     progress.close()
     progress.summary(result)
-    console.print(
-        f"dataset: [bold]{result.run_dir / 'dataset.jsonl'}[/bold]"
-        f"  (report: {result.run_dir / 'report.md'})"
-    )
+    console.print(f"dataset: [bold]{result.run_dir / 'dataset.jsonl'}[/bold]")
     show_samples(console, result.run_dir)
     return result.exit_code
 
