@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test test-fast lint format clean
+.PHONY: install demo test test-fast lint format bench bench-1m clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,15 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Every bench/*.py with a main(): tables on stdout, JSON in bench/results/ (docs/benchmarks.md).
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+# The near-duplicate check at 1M stored vectors: filling the store alone takes longer than
+# all of `make bench`, so it has its own target.
+bench-1m: $(STAMP)
+	$(PY) bench/novelty_scale.py --sizes 10000,100000,1000000
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -3,20 +3,36 @@
 A ``PersistentClient`` in the run directory by default (Chroma is thread-safe but not
 process-safe: one run owns its store), or a Chroma server by URL for shared use. The index is
 derived data: ``reconcile`` rebuilds it from the run's JSONL files after a crash.
+
+Two things keep the check cheap (see docs/benchmarks.md):
+
+- Adds are buffered and written to Chroma in batches: one Chroma write costs about as much
+  for 64 vectors as for one (7-15 ms here), and a run adds one vector per accepted sample.
+  ``nearest`` compares with the buffered vectors exactly (NumPy), so a lookup sees every add
+  at once. The buffer is written out when it is full, by any method that reads the whole
+  collection, by ``flush`` / ``close``, and at interpreter exit; if the process is killed
+  first, ``reconcile`` restores the lost adds from the JSONL files on the next open.
+- ``nearest`` does not ask Chroma for the collection's size (a row count in SQLite, which
+  grows with the store and cost more than the query itself at 20k vectors).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import chromadb
+import numpy as np
 from chromadb.config import Settings
 
 PERSONAS = "personas"
 SAMPLES = "samples"
+FLUSH_AT = 64  # buffered adds per collection before they are written to Chroma
+_NEAREST = 2  # the nearest two, so that one can be excluded (the query's own id)
 
 
 @dataclass(frozen=True)
@@ -24,6 +40,42 @@ class Neighbour:
     id: str
     similarity: float
     document: str
+
+
+@dataclass
+class _Buffer:
+    """Adds not yet written to Chroma, in order; a later add of the same id replaces it."""
+
+    rows: dict[str, tuple[list[float], str, dict[str, Any] | None]] = field(default_factory=dict)
+
+    def take(self) -> dict[str, tuple[list[float], str, dict[str, Any] | None]]:
+        rows, self.rows = self.rows, {}
+        return rows
+
+
+def _write(
+    collection: Any, rows: dict[str, tuple[list[float], str, dict[str, Any] | None]], batch: int
+) -> None:
+    items = list(rows.items())
+    for start in range(0, len(items), batch):
+        chunk = items[start : start + batch]
+        metadatas = [meta for _, (_, _, meta) in chunk]
+        collection.upsert(
+            ids=[id_ for id_, _ in chunk],
+            embeddings=[vector for _, (vector, _, _) in chunk],
+            documents=[document for _, (_, document, _) in chunk],
+            metadatas=metadatas if any(metadatas) else None,
+        )
+
+
+def _flush_all(
+    collections: dict[str, Any], buffers: dict[str, _Buffer], lock: Any, batch: int
+) -> None:
+    with lock:
+        for name, buffer in buffers.items():
+            rows = buffer.take()
+            if rows:
+                _write(collections[name], rows, batch)
 
 
 class NoveltyIndex:
@@ -47,25 +99,49 @@ class NoveltyIndex:
             )
             for name in (PERSONAS, SAMPLES)
         }
+        self._batch = max(1, int(self._client.get_max_batch_size()))
+        self._lock = threading.RLock()
+        self._buffers = {name: _Buffer() for name in self._collections}
+        # Whether Chroma holds anything: counted once here, then kept up to date.
+        self._stored = {name: col.count() > 0 for name, col in self._collections.items()}
+        self._finalizer = weakref.finalize(
+            self, _flush_all, self._collections, self._buffers, self._lock, self._batch
+        )
 
     def nearest(
         self, collection: str, embedding: list[float], *, exclude: str | None = None
     ) -> Neighbour | None:
+        with self._lock:
+            pending = dict(self._buffers[collection].rows)
+            stored = self._stored[collection]
+        best = _nearest_in(pending, embedding, exclude)
+        if stored:
+            found = self._query(collection, embedding, exclude, pending)
+            if found is not None and (best is None or found.similarity > best.similarity):
+                best = found
+        return best
+
+    def _query(
+        self, collection: str, embedding: list[float], exclude: str | None, pending: dict
+    ) -> Neighbour | None:
         col = self._collections[collection]
-        count = col.count()
-        if count == 0:
-            return None
-        result = col.query(
-            query_embeddings=[embedding],
-            n_results=min(2, count),
-            include=["distances", "documents"],
-        )
-        for id_, distance, document in zip(
-            result["ids"][0], result["distances"][0], result["documents"][0], strict=True
-        ):
-            if id_ != exclude:
-                return Neighbour(id=id_, similarity=1.0 - float(distance), document=document or "")
-        return None
+        wanted = _NEAREST
+        while True:
+            result = col.query(
+                query_embeddings=[embedding], n_results=wanted, include=["distances", "documents"]
+            )
+            ids = result["ids"][0]
+            for id_, distance, document in zip(
+                ids, result["distances"][0], result["documents"][0], strict=True
+            ):
+                # A buffered add of the same id is newer than what Chroma holds.
+                if id_ != exclude and id_ not in pending:
+                    return Neighbour(
+                        id=id_, similarity=1.0 - float(distance), document=document or ""
+                    )
+            if len(ids) < wanted or wanted > len(pending) + _NEAREST:
+                return None
+            wanted = len(pending) + _NEAREST + 1  # rare: shadowed ids took the first places
 
     def add(
         self,
@@ -75,19 +151,59 @@ class NoveltyIndex:
         document: str,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        self._collections[collection].upsert(
-            ids=[id_],
-            embeddings=[embedding],
-            documents=[document],
-            metadatas=[metadata] if metadata else None,
-        )
+        with self._lock:
+            buffer = self._buffers[collection]
+            buffer.rows.pop(id_, None)  # keep the order of adds
+            buffer.rows[id_] = (list(embedding), document, metadata or None)
+            if len(buffer.rows) >= FLUSH_AT:
+                self._flush(collection)
+
+    def add_many(
+        self,
+        collection: str,
+        ids: list[str],
+        embeddings: Any,
+        documents: list[str],
+    ) -> None:
+        """Write many vectors at once, in Chroma's largest batches (for bulk loads)."""
+        self.flush(collection)
+        col = self._collections[collection]
+        for start in range(0, len(ids), self._batch):
+            end = start + self._batch
+            col.upsert(
+                ids=ids[start:end], embeddings=embeddings[start:end], documents=documents[start:end]
+            )
+        if ids:
+            with self._lock:
+                self._stored[collection] = True
+
+    def _flush(self, collection: str) -> None:
+        rows = self._buffers[collection].take()
+        if rows:
+            _write(self._collections[collection], rows, self._batch)
+            self._stored[collection] = True
+
+    def flush(self, collection: str | None = None) -> None:
+        """Write buffered adds to Chroma (all collections by default)."""
+        with self._lock:
+            for name in [collection] if collection else list(self._buffers):
+                self._flush(name)
+
+    def close(self) -> None:
+        self.flush()
 
     def ids(self, collection: str) -> set[str]:
+        self.flush(collection)
         return set(self._collections[collection].get(include=[])["ids"])
 
     def delete(self, collection: str, ids: list[str]) -> None:
         if ids:
-            self._collections[collection].delete(ids=ids)
+            with self._lock:
+                self._flush(collection)
+                col = self._collections[collection]
+                for start in range(0, len(ids), self._batch):
+                    col.delete(ids=ids[start : start + self._batch])
+                self._stored[collection] = col.count() > 0
 
     def reconcile(self, collection: str, wanted: dict[str, str], embed: Any) -> tuple[int, int]:
         """Make the collection hold exactly ``wanted`` (id -> document); (added, removed)."""
@@ -97,14 +213,31 @@ class NoveltyIndex:
         missing = [id_ for id_ in wanted if id_ not in present]
         if missing:
             vectors = embed([wanted[id_] for id_ in missing])
-            self._collections[collection].upsert(
-                ids=missing, embeddings=vectors, documents=[wanted[i] for i in missing]
-            )
+            self.add_many(collection, missing, vectors, [wanted[i] for i in missing])
         return len(missing), len(stale)
 
     def vectors(self, collection: str) -> dict[str, list[float]]:
         """Every stored embedding by id (for the report's diversity measures)."""
+        self.flush(collection)
         got = self._collections[collection].get(include=["embeddings"])
         return {
             id_: list(map(float, v)) for id_, v in zip(got["ids"], got["embeddings"], strict=True)
         }
+
+
+def _nearest_in(
+    rows: dict[str, tuple[list[float], str, dict[str, Any] | None]],
+    embedding: list[float],
+    exclude: str | None,
+) -> Neighbour | None:
+    """Exact cosine nearest neighbour among buffered rows."""
+    ids = [id_ for id_ in rows if id_ != exclude]
+    if not ids:
+        return None
+    matrix = np.asarray([rows[id_][0] for id_ in ids], dtype=np.float64)
+    query = np.asarray(embedding, dtype=np.float64)
+    norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
+    similarity = (matrix @ query) / np.where(norms == 0, 1.0, norms)
+    best = int(np.argmax(similarity))
+    similar = min(1.0, float(similarity[best]))
+    return Neighbour(id=ids[best], similarity=similar, document=rows[ids[best]][1])

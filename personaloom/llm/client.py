@@ -204,7 +204,7 @@ class LLM:
             "persona_id": info.persona_id,
             "template": template.name,
             "template_hash": template.hash,
-            "schema_name": schema.model_json_schema().get("title"),
+            "schema_name": structured.json_schema(schema).get("title"),
             "replay_of": info.replay_of,
             "variables": variables,
         }

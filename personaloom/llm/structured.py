@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -24,8 +25,16 @@ class ParseError(ValueError):
     """A reply that does not parse to the schema (including an empty one)."""
 
 
+_SCHEMAS: weakref.WeakKeyDictionary[type[BaseModel], dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
 def json_schema(schema: type[BaseModel]) -> dict[str, Any]:
-    return schema.model_json_schema()
+    """The model's JSON schema, built once per model class (a call needs it three times: for
+    the request, the cache key and the trace). Treat it as read-only."""
+    found = _SCHEMAS.get(schema)
+    if found is None:
+        found = _SCHEMAS[schema] = schema.model_json_schema()
+    return found
 
 
 def request_options(

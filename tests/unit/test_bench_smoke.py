@@ -1,0 +1,39 @@
+"""Each benchmark runs at a tiny size (``--quick``) and writes its JSON: a broken script shows
+up here, not on the day someone runs ``make bench``. No timing is asserted: benchmarks are
+not tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+SCRIPTS = ["overhead", "concurrency", "novelty_scale", "cache_resume"]
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_benchmark_runs_quick(name: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / f"{name}.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / f"{name}.json").read_text())
+    assert result["benchmark"] == name and result["machine"]["cores"]
+    assert done.stdout.strip(), "prints a table"
+
+
+def test_run_all_finds_every_benchmark() -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import run_all
+    finally:
+        sys.path.remove(str(BENCH))
+    assert set(SCRIPTS) <= set(run_all.scripts())
+    assert "run_all" not in run_all.scripts()
