@@ -37,12 +37,16 @@ def review_card(sample: dict[str, Any]) -> RenderableType:
 
 
 class ReviewScreen(ModalScreen[dict[str, bool]]):
-    """One sample at a time: ``a`` approves, ``x`` rejects, ``A`` approves the rest."""
+    """One sample at a time: ``a`` approves, ``x`` rejects, ``A`` approves the rest, ``v``
+    turns review off (approving the rest). A modal screen hides the app's bindings, so
+    quitting is bound here too: the graph waits on this screen, it must not trap the user."""
 
     BINDINGS = [
         Binding("a", "decide(True)", "Approve"),
         Binding("x", "decide(False)", "Reject"),
         Binding("A", "approve_rest", "Approve the rest"),
+        Binding("v", "stop_reviewing", "Review off"),
+        Binding("q", "app.quit", "Quit"),
     ]
 
     def __init__(self, samples: list[dict[str, Any]]) -> None:
@@ -54,6 +58,10 @@ class ReviewScreen(ModalScreen[dict[str, bool]]):
     def compose(self) -> ComposeResult:
         with Vertical(id="review-box"):
             yield Label(id="review-title")
+            yield Label(
+                "a approve · x reject · A approve the rest · v review off · q quit (resumable)",
+                id="review-keys",
+            )
             with VerticalScroll(id="review-scroll"):
                 yield Static(id="review-card")
             with Horizontal(id="review-buttons"):
@@ -85,6 +93,13 @@ class ReviewScreen(ModalScreen[dict[str, bool]]):
         for sample in self.samples[self.index :]:
             self.decisions[sample["id"]] = True
         self.dismiss(self.decisions)
+
+    def action_stop_reviewing(self) -> None:
+        control = getattr(self.app, "control", None)
+        if control is not None:
+            control.review = False
+            self.app.notify("review off")
+        self.action_approve_rest()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "approve":

@@ -27,11 +27,11 @@ class AgentPanel(Static):
 
     DEFAULT_CSS = "AgentPanel { height: auto; }"
 
-    lines: reactive[tuple[AgentLine, ...]] = reactive(())
+    lines: reactive[tuple[AgentLine, ...]] = reactive((), layout=True)
     """The fold's ``agents()``."""
     now: reactive[float] = reactive(0.0)
     """Current time, for 'busy for N s'."""
-    note: reactive[str] = reactive("")
+    note: reactive[str] = reactive("", layout=True)
     """Why nothing moves, when that is the case: paused, waiting for review."""
 
     def render(self) -> RenderableType:
@@ -41,7 +41,9 @@ class AgentPanel(Static):
         grid.add_column(overflow="ellipsis", no_wrap=True, ratio=1)
         for line in self.lines:
             if line.busy:
-                shown = ", ".join(line.busy[:3]) + (" …" if len(line.busy) > 3 else "")
+                samples = [s for s in line.busy if s != "-"]  # "-": a node run for no draft
+                shown = ", ".join(samples[:3]) + (" …" if len(samples) > 3 else "")
+                shown = shown or "working"
                 took = ""
                 if line.since is not None and self.now >= line.since:
                     took = f" for {format_eta(self.now - line.since)}"

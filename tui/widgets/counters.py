@@ -47,13 +47,13 @@ class Counters(Static):
 
     DEFAULT_CSS = "Counters { height: auto; }"
 
-    report: reactive[dict[str, Any] | None] = reactive(None)
+    report: reactive[dict[str, Any] | None] = reactive(None, layout=True)
     """The latest report dict."""
-    pace: reactive[Pace | None] = reactive(None)
+    pace: reactive[Pace | None] = reactive(None, layout=True)
     """Accepted per minute, samples still needed, time left."""
-    status: reactive[str] = reactive("starting")
+    status: reactive[str] = reactive("starting", layout=True)
     """running, paused, stopping, review, or the run's final status."""
-    bars: reactive[Bars | None] = reactive(None)
+    bars: reactive[Bars | None] = reactive(None, layout=True)
     """The live novelty threshold and critic bar; None in watch mode (not known)."""
 
     def render(self) -> RenderableType:
@@ -106,7 +106,7 @@ class Counters(Static):
         if pace is not None and pace.remaining == 0:
             left = "nothing left to generate"
         elif pace is not None and pace.eta_seconds is not None:
-            left = f"{pace.remaining} to go, ~{format_eta(pace.eta_seconds)} left at this rate"
+            left = f"{pace.remaining} to go, ~{format_eta(pace.eta_seconds)} left"
         elif pace is not None and pace.remaining is not None:
             left = f"{pace.remaining} to go"
         else:

@@ -58,7 +58,7 @@ class JointGrid(Static):
     """Renders ``report["joint"]``: a list of ``{"traits": [a, b], "cells": [{"values":
     [va, vb], "target", "accepted", "attempts", "acceptance_rate"}]}``."""
 
-    joint: reactive[list[dict[str, Any]] | None] = reactive(None)
+    joint: reactive[list[dict[str, Any]] | None] = reactive(None, layout=True)
     """The report's ``joint`` section; None when the report has none."""
 
     def render(self) -> RenderableType:
