@@ -4,6 +4,12 @@ SQLite in WAL mode so a dashboard or ``personaloom traces`` can read while a run
 Message texts are stored once in ``texts`` (keyed by their hash) and referenced from calls,
 because the same system prompt or persona is sent thousands of times.
 No API key is ever written here: calls record model parameters, never client credentials.
+
+Calls are written at once, each in its own transaction (budgets count them after a crash).
+Graph events, about eight per draft, are queued and written by a background thread in one
+transaction every ``EVENT_FLUSH_SECONDS``: a transaction per event cost the event loop about
+0.1 ms each (docs/benchmarks.md). Readers of this store flush the queue first; other readers
+see events at most that much later; a killed process loses at most that much of them.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import json
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,8 +107,63 @@ class Usage:
     errors: int = 0
 
 
+EVENT_FLUSH_SECONDS = 0.05
+_INSERT_EVENT = "INSERT INTO events(ts, kind, sample_id, persona_id, data) VALUES (?,?,?,?,?)"
+
+
 def _hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class _EventWriter:
+    """Writes queued event rows in batches from its own thread (holds no reference to the
+    store, so a store that is never closed is still flushed when collected or at exit)."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.Lock):
+        self._db = db
+        self._lock = lock  # the store's: one user of the connection at a time
+        self._rows: list[tuple[Any, ...]] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="traces-events", daemon=True)
+        self._thread.start()
+
+    def put(self, row: tuple[Any, ...]) -> None:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the trace store is closed")
+            self._rows.append(row)
+            if len(self._rows) == 1:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._rows and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+            time.sleep(EVENT_FLUSH_SECONDS)  # let a batch gather
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            with self._cond:
+                rows, self._rows = self._rows, []
+            if rows:
+                with self._db:
+                    self._db.executemany(_INSERT_EVENT, rows)
+
+    def close(self) -> None:
+        """Write what is queued and stop the thread; the caller closes the connection."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        self.flush()
 
 
 class TraceStore:
@@ -123,8 +185,19 @@ class TraceStore:
                 self._db.execute("ALTER TABLE calls ADD COLUMN variables TEXT")
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
+        self._events: _EventWriter | None = None
+        if not readonly:
+            self._events = _EventWriter(self._db, self._lock)
+            weakref.finalize(self, self._events.close)
+
+    def flush(self) -> None:
+        """Write queued events now (reads through this store do it themselves)."""
+        if self._events is not None:
+            self._events.flush()
 
     def close(self) -> None:
+        if self._events is not None:
+            self._events.close()
         with self._lock:
             self._db.close()
 
@@ -179,13 +252,13 @@ class TraceStore:
         sample_id: str | None = None,
         persona_id: str | None = None,
     ) -> None:
-        with self._lock, self._db:
-            self._db.execute(
-                "INSERT INTO events(ts, kind, sample_id, persona_id, data) VALUES (?,?,?,?,?)",
-                (time.time(), kind, sample_id, persona_id, json.dumps(data, default=str)),
-            )
+        row = (time.time(), kind, sample_id, persona_id, json.dumps(data, default=str))
+        if self._events is None:
+            raise RuntimeError("the trace store was opened read-only")
+        self._events.put(row)
 
     def usage(self) -> Usage:
+        self.flush()
         with self._lock:
             row = self._db.execute(
                 """SELECT
@@ -199,6 +272,7 @@ class TraceStore:
 
     def calls(self, where: str = "", params: Iterable[Any] = ()) -> list[dict[str, Any]]:
         """Call rows (messages left as references); ``where`` is a trusted SQL fragment."""
+        self.flush()
         sql = "SELECT * FROM calls" + (f" WHERE {where}" if where else "") + " ORDER BY id"
         with self._lock:
             return [dict(row) for row in self._db.execute(sql, tuple(params))]
@@ -225,6 +299,7 @@ class TraceStore:
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """Events in order; ``after_id`` and ``limit`` let a follower read only what is new."""
+        self.flush()
         where, params = [], []
         if after_id:
             where.append("id > ?")
