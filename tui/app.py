@@ -108,6 +108,7 @@ class PersonaloomApp(App[int]):
         self._run_over = threading.Event()
         self._run_done = threading.Event()
         self._quitting = False
+        self._ended = False  # the UI has handled RunEnded (set on the UI thread)
         self.watching = watch
         self.run_dir: Path | None = watch or resume
         if watch is None:
@@ -153,7 +154,8 @@ class PersonaloomApp(App[int]):
 
     @property
     def run_active(self) -> bool:
-        return self.live is not None and not self._run_done.is_set()
+        """A supervised run whose end the UI has not handled yet."""
+        return self.live is not None and not self._ended
 
     def run_status(self) -> str:
         """running, paused, stopping, review, or the run's final status."""
@@ -298,6 +300,7 @@ class PersonaloomApp(App[int]):
         self.push_screen(ReviewScreen(message.samples), answer)
 
     def on_run_ended(self, message: RunEnded) -> None:
+        self._ended = True
         self.result = message.result
         if message.result is not None:
             self.exit_code = message.result.exit_code

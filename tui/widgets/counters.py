@@ -87,6 +87,10 @@ class Counters(Static):
         grid.add_row("pace", self._pace())
         if self.bars is not None:
             grid.add_row("bars", self._bars(self.bars))
+            review = self.bars.review
+            grid.add_row(
+                "review", Text("on", style="magenta bold") if review else Text("off", style="dim")
+            )
         reasons = report.get("rejections") or {}
         text = Text()
         for reason, count in sorted(reasons.items(), key=lambda item: (-item[1], item[0])):
@@ -121,8 +125,6 @@ class Counters(Static):
         return Text.assemble(
             f"novelty < {bars.novelty:.2f}",
             mark(bars.novelty_changed),
-            f"   critic score ≥ {bars.min_score}",
+            f"   critic ≥ {bars.min_score}",
             mark(bars.min_score_changed),
-            "   review ",
-            ("on", "magenta bold") if bars.review else ("off", "dim"),
         )
