@@ -45,6 +45,7 @@ from personaloom.control import RunControl
 from personaloom.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
 
 FOLD_BUDGET = 0.02  # seconds of event folding per message, so keys never wait behind a backlog
+REPAINT = 0.1  # seconds between two activity repaints, however fast events come
 MIN_RELOAD = 0.3  # seconds between two reads of the run directory, at the least
 RELOAD = 1.0  # seconds between reads when nothing asks for one
 CONTROLS = ("pause", "stop", "review", "bars")
@@ -109,6 +110,7 @@ class PersonaloomApp(App[int]):
         self._run_done = threading.Event()
         self._quitting = False
         self._ended = False  # the UI has handled RunEnded (set on the UI thread)
+        self._repaint_due = False  # an activity repaint is scheduled
         self.watching = watch
         self.run_dir: Path | None = watch or resume
         if watch is None:
@@ -275,6 +277,17 @@ class PersonaloomApp(App[int]):
             if time.perf_counter() > deadline:
                 self._wake()  # the rest after the keys and repaints waiting now
                 break
+        self._schedule_repaint()
+
+    def _schedule_repaint(self) -> None:
+        """Repaint what events changed at most every ``REPAINT`` seconds: a graph can emit
+        hundreds of node events a second, and a key press must not queue behind them."""
+        if not self._repaint_due:
+            self._repaint_due = True
+            self.set_timer(REPAINT, self._repaint)
+
+    def _repaint(self) -> None:
+        self._repaint_due = False
         self.activity_changed.publish(None)
 
     def on_view_loaded(self, message: ViewLoaded) -> None:

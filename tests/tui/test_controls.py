@@ -4,6 +4,7 @@ keys are handled while LLM calls are in flight."""
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
 from pathlib import Path
@@ -11,9 +12,11 @@ from pathlib import Path
 import pytest
 from personaloom.tui.app import PersonaloomApp
 from personaloom.tui.screens.bars import BarsScreen
-from personaloom.tui.screens.help import HelpScreen
+from personaloom.tui.screens.dashboard import DashboardScreen
 from personaloom.tui.screens.review import ReviewScreen
+from personaloom.tui.screens.samples import SamplesScreen
 from personaloom.tui.widgets.counters import Counters
+from textual import events
 
 from personaloom.runner import arun
 from personaloom.store import read_jsonl
@@ -148,38 +151,53 @@ async def test_a_failing_run_is_shown_not_fatal(tmp_path, make_spec, wait_for) -
 async def test_keys_are_handled_fast_while_calls_are_in_flight(
     make_spec, tmp_path, wait_for
 ) -> None:
-    """From the key event posted to the action running, while the graph's thread makes
-    LLM calls and floods events; the issue asks for well under 200 ms."""
-    many = {trait: {**t, "target": 6} for trait, t in BIGGER.items()}
+    """A key sent the way the terminal driver sends it, while the graph's thread makes LLM
+    calls and floods events: how long until its action runs, and until the screen it asked
+    for is painted (a full repaint, Textual's own cost). The issue asks for well under
+    200 ms; on a shared 2-core machine the odd press waits for the scheduler, so the bounds
+    are on the median and the 90th percentile."""
+    many = {trait: {**t, "target": 20} for trait, t in BIGGER.items()}  # never done here
     app = _app(make_spec, tmp_path, traits=many)
     handled: list[float] = []
-    show_help = app.action_help
+    switch_mode = app.action_switch_mode
 
-    def timed_help() -> None:
+    async def timed_switch(mode: str) -> None:
         handled.append(time.perf_counter())
-        show_help()
+        await switch_mode(mode)
 
-    app.action_help = timed_help  # type: ignore[method-assign]
-    latencies, in_flight = [], 0
+    app.action_switch_mode = timed_switch  # type: ignore[method-assign]
+    to_action, to_paint, in_flight = [], [], 0
     async with app.run_test(size=(140, 40)) as pilot:
         await wait_for(pilot, lambda: app.state.session_accepted >= 1)
         for _ in range(10):
-            assert app.run_active  # the graph really is running
-            in_flight += any(line.busy for line in app.state.agents())
-            pressed = time.perf_counter()
-            await pilot.press("question_mark")
-            latencies.append(handled[-1] - pressed)
-            assert isinstance(app.screen, HelpScreen)
-            await pilot.press("escape")
-            await pilot.pause(0.1)
+            for key, screen in (("3", SamplesScreen), ("1", DashboardScreen)):
+                assert app.run_active  # the graph really is running
+                in_flight += any(line.busy for line in app.state.agents())
+                painted = asyncio.Event()
+                pressed = time.perf_counter()
+                app._driver.send_message(events.Key(key, key))
+                while not isinstance(app.screen, screen):
+                    await asyncio.sleep(0.001)
+                app.screen.call_after_refresh(painted.set)
+                await painted.wait()
+                to_paint.append(time.perf_counter() - pressed)
+                to_action.append(handled[-1] - pressed)
+            await asyncio.sleep(0.2)
         await pilot.press("q")  # cut short: the test has what it came for
         await wait_for(pilot, lambda: not app.is_running)
-    assert in_flight >= 7  # most presses found an agent busy on a call
+    assert in_flight >= 14  # most presses found an agent busy on a call
     print(
-        f"key -> action: median {statistics.median(latencies) * 1000:.1f} ms, "
-        f"max {max(latencies) * 1000:.1f} ms over {len(latencies)} presses"
+        f"key -> action: median {statistics.median(to_action) * 1000:.1f} ms, "
+        f"max {max(to_action) * 1000:.1f} ms; key -> screen painted: median "
+        f"{statistics.median(to_paint) * 1000:.1f} ms, max {max(to_paint) * 1000:.1f} ms "
+        f"({len(to_paint)} presses)"
     )
-    assert max(latencies) < 0.2
+    assert statistics.median(to_action) < 0.05 and _p90(to_action) < 0.2
+    assert statistics.median(to_paint) < 0.2
+
+
+def _p90(values: list[float]) -> float:
+    return sorted(values)[int(0.9 * (len(values) - 1))]
 
 
 def _text(widget) -> str:

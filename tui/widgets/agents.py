@@ -27,8 +27,8 @@ class AgentPanel(Static):
 
     DEFAULT_CSS = "AgentPanel { height: auto; }"
 
-    lines: reactive[tuple[AgentLine, ...]] = reactive((), layout=True)
-    """The fold's ``agents()``."""
+    lines: reactive[tuple[AgentLine, ...]] = reactive(())
+    """The fold's ``agents()``: one line each, so a change repaints without a new layout."""
     now: reactive[float] = reactive(0.0)
     """Current time, for 'busy for N s'."""
     note: reactive[str] = reactive("", layout=True)

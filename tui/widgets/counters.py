@@ -49,8 +49,8 @@ class Counters(Static):
 
     report: reactive[dict[str, Any] | None] = reactive(None, layout=True)
     """The latest report dict."""
-    pace: reactive[Pace | None] = reactive(None, layout=True)
-    """Accepted per minute, samples still needed, time left."""
+    pace: reactive[Pace | None] = reactive(None)
+    """Accepted per minute, samples still needed, time left (one line: no new layout)."""
     status: reactive[str] = reactive("starting", layout=True)
     """running, paused, stopping, review, or the run's final status."""
     bars: reactive[Bars | None] = reactive(None, layout=True)

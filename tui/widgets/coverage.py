@@ -42,6 +42,10 @@ class CoverageTable(DataTable):
     report: reactive[dict[str, Any] | None] = reactive(None, always_update=True)
     """The latest report dict (``personaloom.report.build_report``); None before the first."""
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._shown: dict[str, tuple[dict[str, Any], str]] = {}
+
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = False
@@ -78,8 +82,9 @@ class CoverageTable(DataTable):
                     "rate": Text("-" if rate is None else f"{rate:.0%}", justify="right"),
                     "status": Text(status, style=style),
                 }
-                if key in self.rows:
+                if key not in self.rows:
+                    self.add_row(*row.values(), key=key)
+                elif self._shown.get(key) != (cell, status):  # repaint changed rows only
                     for column, content in row.items():
                         self.update_cell(key, column, content)
-                else:
-                    self.add_row(*row.values(), key=key)
+                self._shown[key] = (cell, status)
