@@ -65,6 +65,7 @@ def spec_dict(base_url: str, **sections: Any) -> dict[str, Any]:
             "feature": {"values": ["dialogue", "moral", "twist"], "target": 2},
             "setting": {"values": ["forest", "sea"], "target": 3},
         },
+        "joint": [{"traits": ["feature", "setting"], "target": 1}],
         "vocabulary": {"noun": "nouns.txt"},
         "novelty": {"threshold": 0.9},
         "critic": {"min_score": 3, "max_revisions": 0},

@@ -164,3 +164,6 @@ def test_cell_status() -> None:
     stuck = {"accepted": 0, "target": 3, "attempts": 6, "acceptance_rate": 0.0}
     assert cell_status(stuck) == "stuck"
     assert cell_status({"accepted": 1, "target": 3, "attempts": 2}, stuck=True) == "stuck"
+    reported = {"accepted": 1, "target": 3, "attempts": 9, "status": "given_up"}
+    assert cell_status(reported) == "given up"
+    assert cell_status({"accepted": 0, "target": 0, "attempts": 0}) == "no target"

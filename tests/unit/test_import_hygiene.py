@@ -31,3 +31,23 @@ def test_help_is_quick_to_import() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_tui_and_watch_import_textual_only_when_run() -> None:
+    """``personaloom tui --help`` (argument parsing) loads no Textual: the command imports
+    it inside, so the headless commands never pay for it."""
+    code = (
+        "import sys\n"
+        "from personaloom.cli import main\n"
+        "for argv in (['tui', '--help'], ['watch', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('textual' in sys.modules, file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stderr.strip().splitlines()[-1] == "False"
+    assert "--resume RUN_DIR" in result.stdout  # the help was printed

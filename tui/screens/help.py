@@ -36,8 +36,10 @@ prompt template and `ctrl+r` replays it; `escape` goes back.
 
 `personaloom watch RUN_DIR` follows a run started elsewhere, read-only: the controls are hidden.
 
-**Colours**: green, the target is met; yellow, filling; red, stuck (the report says it
-stagnates, or at least 5 drafts with an acceptance rate under 20%); grey, no draft yet.
+**Colours** (per trait value and per joint cell): green, the target is met; yellow,
+filling; red, in trouble: set aside or given up by the planner (the most common rejection
+reason says why), or stuck (at least 5 drafts, under 20% accepted); grey, no draft yet, or no
+target.
 
 The rate is accepted samples per minute over the last five minutes; the time left assumes
 it holds.

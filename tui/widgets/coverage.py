@@ -12,17 +12,31 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import DataTable
 
-BAR = 12
-STYLES = {"met": "green", "filling": "yellow", "stuck": "red bold", "waiting": "dim"}
+BAR = 10
+STYLES = {
+    "met": "green",
+    "filling": "yellow",
+    "stuck": "red bold",
+    "set aside": "red",
+    "given up": "red bold",
+    "waiting": "dim",
+    "no target": "dim",
+}
 
 
 def cell_status(cell: dict[str, Any], stuck: bool = False) -> str:
-    """``met``, ``stuck`` (the report says it stagnates, or drafts keep failing), ``filling``
-    or ``waiting`` (no draft yet)."""
+    """What a coverage cell's colour says. The report's own verdict when it has one
+    (``set_aside``, ``given_up``, ``no_target``); else ``met``, ``stuck`` (listed as
+    stagnant, or 5+ drafts accepted under 20% of the time), ``filling`` or ``waiting``."""
     accepted, target = cell.get("accepted", 0), cell.get("target", 0)
     attempts, rate = cell.get("attempts", 0), cell.get("acceptance_rate")
+    reported = cell.get("status")
+    if reported == "no_target" or target <= 0:
+        return "no target"
     if accepted >= target:
         return "met"
+    if reported in ("set_aside", "given_up"):
+        return reported.replace("_", " ")
     if stuck or (attempts >= 5 and rate is not None and rate < 0.2):
         return "stuck"
     return "filling" if attempts else "waiting"
@@ -49,21 +63,37 @@ class CoverageTable(DataTable):
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = False
-        for label, key in (
-            ("trait", "trait"),
-            ("value", "value"),
-            ("coverage", "bar"),
-            ("accepted", "accepted"),
-            ("attempts", "attempts"),
-            ("accept rate", "rate"),
-            ("status", "status"),
-        ):
-            self.add_column(label, key=key)
         self.watch_report(self.report)
+
+    def _add_columns(self, coverage: dict[str, dict[str, Any]]) -> None:
+        """Fixed widths, from the spec's names: the rows are known from the first report,
+        and auto-sized columns would resize (and re-render the header) as numbers grow."""
+        values = [v for cells in coverage.values() for v in cells]
+        widest = max(
+            (
+                len(f"{c.get('target', 0)}/{c.get('target', 0)}")
+                for cells in coverage.values()
+                for c in cells.values()
+            ),
+            default=3,
+        )
+        for label, key, width in (
+            ("trait", "trait", max([5, *map(len, coverage)])),
+            ("value", "value", max([5, *map(len, values)])),
+            ("coverage", "bar", BAR),
+            ("accepted", "accepted", max(8, widest + 2)),
+            ("drafts", "attempts", 6),
+            ("rate", "rate", 5),
+            ("status", "status", 9),
+            ("top reason", "reason", 16),
+        ):
+            self.add_column(label, key=key, width=width)
 
     def watch_report(self, report: dict[str, Any] | None) -> None:
         if not report or not self.is_mounted:
             return
+        if not self.columns:
+            self._add_columns(report.get("coverage", {}))
         stagnant = {(s.get("trait"), s.get("value")) for s in report.get("stagnant") or []}
         for trait, values in report.get("coverage", {}).items():
             for index, (value, cell) in enumerate(values.items()):
@@ -81,6 +111,7 @@ class CoverageTable(DataTable):
                     "attempts": Text(str(cell.get("attempts", 0)), justify="right"),
                     "rate": Text("-" if rate is None else f"{rate:.0%}", justify="right"),
                     "status": Text(status, style=style),
+                    "reason": Text(cell.get("top_reason") or "", style="dim"),
                 }
                 if key not in self.rows:
                     self.add_row(*row.values(), key=key)

@@ -17,8 +17,8 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 EMPTY = (
-    "No joint coverage in this report: it appears here once the report counts pairs "
-    "of trait values."
+    "No joint targets: a spec's `joint` entries (every cell of two traits' value grid "
+    "needs N accepted samples) show here as grids."
 )
 
 
@@ -44,7 +44,7 @@ def joint_tables(joint: list[dict[str, Any]]) -> list[Table]:
             line: list[RenderableType] = [Text(row)]
             for column in columns:
                 cell = cells.get((row, column))
-                if cell is None or not cell.get("target"):
+                if cell is None or cell_status(cell) == "no target":
                     line.append(Text("·", style="dim"))
                     continue
                 style = STYLES[cell_status(cell)]
