@@ -78,3 +78,21 @@ def test_reconcile_writes_more_than_one_chroma_batch(tmp_path: Path, monkeypatch
     assert index.ids(SAMPLES) == set(wanted)
     assert index.reconcile(SAMPLES, {"s0": "doc 0"}, lambda texts: []) == (0, 4)
     assert index.ids(SAMPLES) == {"s0"}
+
+
+def test_lookups_examine_ef_search_candidates_also_in_older_stores(tmp_path: Path) -> None:
+    import chromadb
+    from chromadb.config import Settings
+
+    old = chromadb.PersistentClient(
+        path=str(tmp_path / "old"), settings=Settings(anonymized_telemetry=False)
+    )
+    old.get_or_create_collection(SAMPLES, metadata={"hnsw:space": "cosine"})
+    from chromadb.api.client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()
+    for folder in ("old", "new"):
+        index = NoveltyIndex(tmp_path / folder)
+        for collection in index._collections.values():
+            hnsw = collection.configuration["hnsw"]
+            assert (hnsw["space"], hnsw["ef_search"]) == ("cosine", vectors.EF_SEARCH)
