@@ -392,7 +392,11 @@ class PersonaloomApp(App[int]):
         if self.run_active:
             if not self._quitting:
                 self._quitting = True
-                self.notify("stopping the run; continue it later with --resume")
+                self.notify(
+                    "cutting the run short: the app closes once it has written its"
+                    " checkpoint and stopped its model (resume it with --resume)",
+                    timeout=30,
+                )
                 self.live.cancel()
             return
         self.exit(self.exit_code)

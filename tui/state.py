@@ -111,11 +111,13 @@ class RunState:
 
     def _on_batch(self, event: dict[str, Any], ts: float) -> None:
         self.remaining, self.round = event.get("remaining"), event.get("round")
-        self._last["planner"] = f"round {self.round}: {event.get('drafts')} drafts assigned"
+        drafts = event.get("drafts")
+        self._last["planner"] = f"round {self.round}: {_count(drafts, 'draft')} assigned"
 
     def _on_review_requested(self, event: dict[str, Any], ts: float) -> FeedItem:
         self.review_pending = tuple(event.get("samples") or ())
-        return FeedItem(ts, "review", None, {}, f"{len(self.review_pending)} samples to review")
+        waiting = _count(len(self.review_pending), "sample")
+        return FeedItem(ts, "review", None, {}, f"{waiting} to review")
 
     def _on_review_done(self, event: dict[str, Any], ts: float) -> None:
         self.review_pending = ()
@@ -230,6 +232,10 @@ class RunState:
         if rate and self.remaining is not None and self.finished_at is None:
             eta = self.remaining / rate * 60
         return Pace(rate, self.remaining, eta)
+
+
+def _count(n: int | None, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _duration(seconds: float) -> str:

@@ -62,6 +62,11 @@ _SERVER_SETTING_NAMES = frozenset(
 )
 
 _PR_SET_PDEATHSIG = 1
+# The server is batch work: at a lower priority it still gets every idle cycle, but an
+# interactive process (the dashboard, a shell) gets the CPU first when both want it. Measured on
+# 2 busy cores: a dashboard key took a median 279 ms (p90 939 ms) to show at priority 0, 140 ms
+# (p90 374 ms) at 10. Threads inherit it, so it covers llama.cpp's compute threads too.
+CHILD_NICENESS = 10
 _LOG_TAIL_BYTES = 4000
 
 
@@ -152,6 +157,7 @@ def _make_pdeathsig_preexec() -> Callable[[], None] | None:
         prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
         if os.getppid() != parent:
             os._exit(1)
+        os.nice(CHILD_NICENESS)
 
     return preexec
 

@@ -65,6 +65,7 @@ class DashboardScreen(RunScreen):
         agents.now = now
         agents.lines = app.state.agents()
         agents.note = self._note()
+        agents.held = app.run_status() == "paused"
         items = app.state.feed_since(self._feed_seen)
         self._feed_seen = app.state.feed_total
         if items:
@@ -74,7 +75,8 @@ class DashboardScreen(RunScreen):
         app = self.loom
         status = app.run_status()
         if status == "review":
-            return f"the graph waits for your review of {len(app.state.review_pending)} samples"
+            waiting = len(app.state.review_pending)
+            return f"the graph waits for your review of {waiting} sample" + "s" * (waiting != 1)
         if status == "paused":
             return "paused: no new batch starts (p resumes)"
         if status == "stopping":

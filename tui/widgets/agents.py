@@ -33,6 +33,8 @@ class AgentPanel(Static):
     """Current time, for 'busy for N s'."""
     note: reactive[str] = reactive("", layout=True)
     """Why nothing moves, when that is the case: paused, waiting for review."""
+    held: reactive[bool] = reactive(False)
+    """The run is paused: the planner waits in its node rather than working."""
 
     def render(self) -> RenderableType:
         grid = Table.grid(padding=(0, 1), expand=True)
@@ -40,7 +42,10 @@ class AgentPanel(Static):
         grid.add_column(no_wrap=True, width=6)
         grid.add_column(overflow="ellipsis", no_wrap=True, ratio=1)
         for line in self.lines:
-            if line.busy:
+            if line.busy and self.held and line.agent == "planner":
+                state = Text("◌ held", style="yellow")
+                what = Text("waits for resume", style="yellow")
+            elif line.busy:
                 samples = [s for s in line.busy if s != "-"]  # "-": a node run for no draft
                 shown = ", ".join(samples[:3]) + (" …" if len(samples) > 3 else "")
                 shown = shown or "working"

@@ -17,8 +17,8 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 EMPTY = (
-    "No joint targets: a spec's `joint` entries (every cell of two traits' value grid "
-    "needs N accepted samples) show here as grids."
+    "No joint targets in this spec. A joint: entry (every cell of two traits' value grid "
+    "needs N accepted samples) shows here as a grid."
 )
 
 
