@@ -84,9 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", default="1,4,16,64", help="concurrency levels")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--uneven-at", type=int, default=16, help="0: skip the uneven row")
+    parser.add_argument(
+        "--embeddings",
+        choices=["local", "openai"],
+        default="local",
+        help="openai: the scripted endpoint embeds (no local model in the way)",
+    )
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]
-    embeddings = "local"
+    embeddings = args.embeddings
     if args.quick:  # embeddings from the scripted endpoint: no model to load
         args.latency, levels, args.repeats, args.uneven_at = 0.01, [2], 1, 2
         embeddings = "openai"
@@ -116,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                     uneven.append(one(endpoint, f"uneven-{rep}", c, samples_for(c)))
 
     summary = summarise(runs, uneven, levels, args.latency)
+    summary["embeddings"] = embeddings
     print_summary(summary)
     path = common.write_results(args.out, "concurrency", summary, started)
     print(f"\nresults: {path}")
@@ -149,7 +156,11 @@ def summarise(
 
 
 def print_summary(s: dict[str, Any]) -> None:
-    print(f"Concurrency scaling (endpoint latency {1000 * s['latency_s']:.0f} ms, medians)\n")
+    where = "local MiniLM" if s.get("embeddings", "local") == "local" else "the endpoint"
+    print(
+        f"Concurrency scaling (endpoint latency {1000 * s['latency_s']:.0f} ms, embeddings by "
+        f"{where}, medians)\n"
+    )
     shown = [(str(r["concurrency"]), r) for r in s["levels"]]
     if s["uneven"]:
         shown.append((f"{s['uneven']['concurrency']}, uneven drafts", s["uneven"]))
