@@ -62,11 +62,13 @@ _SERVER_SETTING_NAMES = frozenset(
 )
 
 _PR_SET_PDEATHSIG = 1
-# The server is batch work: at a lower priority it still gets every idle cycle, but an
-# interactive process (the dashboard, a shell) gets the CPU first when both want it. Measured on
-# 2 busy cores: a dashboard key took a median 279 ms (p90 939 ms) to show at priority 0, 140 ms
-# (p90 374 ms) at 10. Threads inherit it, so it covers llama.cpp's compute threads too.
-CHILD_NICENESS = 10
+# Added to the server's nice value. The dashboard (personaloom tui) sets 10: the server then
+# still gets every idle cycle, but the UI gets the CPU first (measured on 2 busy cores, a key
+# took a median 279 ms, p90 939 ms, to show at 0 and 140 ms, p90 374 ms, at 10). Headless runs
+# keep 0: llama.cpp's threads wait for each other, so when another process holds a core a
+# niced server slows down much more than its share (seen: one 135M draft taking minutes).
+# Threads inherit it, llama.cpp's compute threads included.
+CHILD_NICENESS = 0
 _LOG_TAIL_BYTES = 4000
 
 
@@ -157,7 +159,8 @@ def _make_pdeathsig_preexec() -> Callable[[], None] | None:
         prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
         if os.getppid() != parent:
             os._exit(1)
-        os.nice(CHILD_NICENESS)
+        if CHILD_NICENESS:
+            os.nice(CHILD_NICENESS)
 
     return preexec
 

@@ -37,6 +37,8 @@ def read(wait_for, finished_and_read):
         dashboard = pilot.app.screen
         await wait_for(pilot, lambda: dashboard.query_one("#feed").row_count > 0)
         await wait_for(pilot, lambda: dashboard.query_one("#coverage").row_count > 0)
+        counters = dashboard.query_one("#counters")
+        await wait_for(pilot, lambda: "rejected by" in _shown(counters))  # laid out whole
         await pilot.pause(0.2)  # the tables size their columns when idle
 
     return read
@@ -137,6 +139,11 @@ def test_bars(snap_compare, watch_app, read, wait_for) -> None:
             field.cursor_blink = False
 
     assert snap_compare(watch_app, terminal_size=SIZE, run_before=run_before)
+
+
+def _shown(widget) -> str:
+    """The lines a widget shows now (as laid out: a row past its height is not shown)."""
+    return "\n".join(widget.render_line(y).text for y in range(widget.size.height))
 
 
 class JointApp(App):

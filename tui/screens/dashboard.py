@@ -18,6 +18,8 @@ from textual.widgets import DataTable, Footer, Header
 class DashboardScreen(RunScreen):
     """Enter on a coverage row opens its samples; enter on a feed line opens the sample."""
 
+    AUTO_FOCUS = "#feed"  # the newest outcome is highlighted, not a coverage row
+
     def __init__(self) -> None:
         super().__init__()
         self._feed_seen = 0

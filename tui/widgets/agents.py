@@ -15,7 +15,7 @@ from textual.widgets import Static
 
 LABELS = {
     "planner": "planner",
-    "personas": "persona miner/relater",
+    "personas": "miner/relater",
     "writer": "writer",
     "critic": "critic",
     "novelty": "novelty checker",
@@ -38,7 +38,7 @@ class AgentPanel(Static):
 
     def render(self) -> RenderableType:
         grid = Table.grid(padding=(0, 1), expand=True)
-        grid.add_column(no_wrap=True, width=21)
+        grid.add_column(no_wrap=True, width=15)
         grid.add_column(no_wrap=True, width=6)
         grid.add_column(overflow="ellipsis", no_wrap=True, ratio=1)
         for line in self.lines:

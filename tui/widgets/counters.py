@@ -49,8 +49,9 @@ class Counters(Static):
 
     report: reactive[dict[str, Any] | None] = reactive(None, layout=True)
     """The latest report dict."""
-    pace: reactive[Pace | None] = reactive(None)
-    """Accepted per minute, samples still needed, time left (one line: no new layout)."""
+    pace: reactive[Pace | None] = reactive(None, layout=True)
+    """Accepted per minute, samples still needed, time left. A layout too: in a narrow panel
+    the line wraps, and a height computed for the old text would hide the last row."""
     status: reactive[str] = reactive("starting", layout=True)
     """running, paused, stopping, review, or the run's final status."""
     bars: reactive[Bars | None] = reactive(None, layout=True)
@@ -79,11 +80,11 @@ class Counters(Static):
         grid.add_row(
             "calls",
             Text(
-                f"{_number(report.get('calls'))}   tokens {_number(report.get('tokens'))}"
-                f"   cache hits {_number(report.get('cache_hits'))}"
+                f"{_number(report.get('calls'))}   cache hits {_number(report.get('cache_hits'))}"
                 f"   errors {_number(report.get('call_errors'))}"
             ),
         )
+        grid.add_row("tokens", Text(_number(report.get("tokens"))))
         grid.add_row("pace", self._pace())
         if self.bars is not None:
             grid.add_row("bars", self._bars(self.bars))
@@ -108,7 +109,7 @@ class Counters(Static):
         else:
             rate = Text(f"{pace.per_minute:.1f} samples/min")
         if pace is not None and pace.remaining == 0:
-            left = "nothing left to generate"
+            left = "none to go"
         elif pace is not None and pace.eta_seconds is not None:
             left = f"{pace.remaining} to go, ~{format_eta(pace.eta_seconds)} left"
         elif pace is not None and pace.remaining is not None:

@@ -63,7 +63,14 @@ class CoverageTable(DataTable):
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = False
+        self.show_cursor = self.has_focus
         self.watch_report(self.report)
+
+    def on_focus(self) -> None:
+        self.show_cursor = True
+
+    def on_blur(self) -> None:
+        self.show_cursor = False  # an unfocused cursor row would hide that row's colours
 
     def _add_columns(self, coverage: dict[str, dict[str, Any]]) -> None:
         """Fixed widths, from the spec's names: the rows are known from the first report,
