@@ -7,6 +7,8 @@ The schema ``title`` names the agent; the scripted test endpoint dispatches on i
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -52,12 +54,18 @@ def labelled_persona_model(title: str, labels: dict[str, list[str]]) -> type[Bas
     return create_model(title, __config__=ConfigDict(title=title), personas=(list[item], ...))
 
 
-def critic_model(traits: list[str]) -> type[BaseModel]:
+def critic_model(traits: Sequence[str]) -> type[BaseModel]:
     """The critic's reply: a 1-5 score, feedback, and one yes/no per assigned trait.
 
     One boolean field per trait (``has_<trait>``) rather than a mapping, so the schema stays
-    flat for constrained decoding.
+    flat for constrained decoding. Built once per trait list: the LLM layer caches each
+    model's JSON schema by class, and a hot path should not make a class per call.
     """
+    return _critic_model(tuple(traits))
+
+
+@functools.lru_cache(maxsize=256)
+def _critic_model(traits: tuple[str, ...]) -> type[BaseModel]:
     fields: dict[str, Any] = {
         "score": (int, Field(description="overall quality from 1 (bad) to 5 (excellent)")),
         "feedback": (

@@ -8,6 +8,7 @@ plus one repair each.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Literal
 
 from langgraph.graph import END, START, StateGraph
@@ -78,24 +79,34 @@ async def _critique(state: DraftState, runtime: Runtime[Context]) -> dict:
     )
     if finding:
         return _after_failure(state, finding.reason, finding.feedback, limit)
+    # The novelty check needs the draft's embedding: compute it while the critic's call is
+    # in flight rather than after it (wasted only on drafts the critic turns down).
+    embedding = asyncio.ensure_future(novelty.embed(ctx, critic.text_of(ctx.spec, record)))
     try:
         review = await critic.review(ctx, task, record, state.get("revision", 0))
     except BudgetExhausted:
+        embedding.cancel()
         return {"aborted": True}
     except LLMFailure as exc:
+        embedding.cancel()
         return {"verdict": "reject", "reason": exc.reason, "details": exc.details}
+    except BaseException:
+        embedding.cancel()
+        raise
     finding = critic.judge(task, review, ctx.min_score)
     update = {"score": review.score, "feedback": review.feedback}
     if finding:
+        embedding.cancel()
         verdict = _after_failure(state, finding.reason, finding.feedback, limit)
         return {**update, **verdict, "unconfirmed": list(finding.traits)}
-    return {**update, "verdict": "accept", "unconfirmed": []}
+    return {**update, "verdict": "accept", "unconfirmed": [], "embedding": await embedding}
 
 
 async def check_novelty(state: DraftState, runtime: Runtime[Context]) -> dict:
     ctx = runtime.context
-    text = critic.text_of(ctx.spec, state["record"])
-    vector = await novelty.embed(ctx, text)
+    vector = state.get("embedding")  # set by critique for the draft it accepted
+    if vector is None:
+        vector = await novelty.embed(ctx, critic.text_of(ctx.spec, state["record"]))
     neighbour = await novelty.nearest(ctx, SAMPLES, vector)
     update = {
         "embedding": vector,

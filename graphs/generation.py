@@ -66,7 +66,8 @@ async def plan(state: GenerationState, runtime: Runtime[Context]) -> dict[str, A
         size = min(size, remaining)
     if not available:
         return {"status": "stalled", "stop_reason": "no persona could be mined", "batch": []}
-    batch = planner.assign(state.get("round", 0), size, available)
+    round_ = max(state.get("round", 0), planner.first_free_round)
+    batch = planner.assign(round_, size, available)
     for task in batch:
         ctx.events.record(
             "assignment",
@@ -76,13 +77,9 @@ async def plan(state: GenerationState, runtime: Runtime[Context]) -> dict[str, A
             words=task.words,
         )
     ctx.events.emit(
-        "batch",
-        round=state.get("round", 0),
-        drafts=len(batch),
-        remaining=remaining,
-        calls=ctx.llm.budget.calls,
+        "batch", round=round_, drafts=len(batch), remaining=remaining, calls=ctx.llm.budget.calls
     )
-    return {"batch": batch, "need_personas": 0}
+    return {"batch": batch, "need_personas": 0, "round": round_}
 
 
 def _finished(planner: Planner) -> dict[str, Any]:
@@ -260,7 +257,10 @@ def build_graph() -> StateGraph:
     graph = StateGraph(GenerationState, context_schema=Context)
     graph.add_node("plan", traced("plan")(plan))
     graph.add_node("mine_personas", traced("mine_personas")(mine_personas))
-    graph.add_node("draft", build_draft_graph().compile())
+    # No checkpoints inside a draft (they were most of a sample's SQLite work): the parent
+    # graph saves each finished draft's outcome, and a draft cut off mid-way is redone from
+    # its start on resume, its calls answered by the reply cache.
+    graph.add_node("draft", build_draft_graph().compile(checkpointer=False))
     graph.add_node("commit", traced("commit")(commit))
     graph.add_edge(START, "plan")
     graph.add_conditional_edges("plan", route, ["mine_personas", "draft", END])

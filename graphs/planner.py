@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 from collections import Counter
 from typing import Any
 
@@ -31,6 +32,24 @@ from personaloom.store import RunStore
 JITTER = 0.15
 SET_ASIDE_WEIGHT = 0.02  # a set-aside cell only wins when nothing else is missing
 MAX_COMBINATIONS = 512  # beyond this, critic traits are picked one at a time
+
+
+_DRAFT_ID = re.compile(r"s(\d{5,})-\d+$")
+
+
+def first_free_round(store: RunStore) -> int:
+    """One past the highest round with a written sample or rejection (0 for a new run).
+
+    A resumed graph starts planning from its checkpoint's round, but checkpoints are saved
+    asynchronously: after a kill, the last round's commit can be on disk while its checkpoint
+    is not. Planning again from there would reuse draft ids that are already written, and
+    the commit would drop those drafts as duplicates, wasting their calls."""
+    rounds = [
+        int(m.group(1))
+        for row in (*store.dataset.rows, *store.rejected.rows)
+        if (m := _DRAFT_ID.match(str(row.get("id", ""))))
+    ]
+    return max(rounds, default=-1) + 1
 
 
 class Planner:
@@ -49,6 +68,7 @@ class Planner:
         self.critic_traits = spec.traits_from("critic")
         self.persona_traits = spec.traits_from("persona")
         self.unreachable: dict[Cell, str] = {}
+        self.first_free_round = first_free_round(store)
 
     # -- how much is missing -------------------------------------------------------------
 

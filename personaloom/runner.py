@@ -269,6 +269,10 @@ async def arun(
         conn = await stack.enter_async_context(
             aiosqlite.connect(str(run_dir / "checkpoints.sqlite"))
         )
+        # WAL (the saver's own setting) with NORMAL sync: a commit survives a crash of this
+        # process, only a power cut can lose the last ones, and a lost checkpoint costs
+        # nothing but replanning (graphs/planner.first_free_round). FULL syncs every write.
+        await conn.execute("PRAGMA synchronous=NORMAL")
         checkpointer = AsyncSqliteSaver(conn, serde=checkpoint_serde())
         app = build_graph().compile(checkpointer=checkpointer)
         snapshot = await app.aget_state(THREAD)

@@ -7,6 +7,7 @@ it are relative to the spec file. ``load_spec`` returns a :class:`Spec` or raise
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import math
@@ -377,17 +378,11 @@ class Spec(_Strict):
         such as llama.cpp, then write full-length texts, while a short reply from another
         endpoint still parses and gets the critic's ``length`` verdict and a revision.
         """
-        kinds = output_fields(self.task.output)
-        main = self.main_text_field()
-        fields: dict[str, Any] = {}
-        for name, kind in kinds.items():
-            hints: dict[str, Any] = {}
-            if kind is str and name.lower() in TITLE_FIELDS:
-                hints["maxLength"] = 100
-            elif name == main and self.task.length.min_words:
-                hints["minLength"] = self.task.length.min_words * CHARS_PER_WORD
-            fields[name] = (kind, Field(..., json_schema_extra=hints or None))
-        return create_model("Record", __config__=ConfigDict(extra="forbid"), **fields)
+        return _record_model(
+            tuple(output_fields(self.task.output).items()),
+            self.main_text_field(),
+            self.task.length.min_words,
+        )
 
     def main_text_field(self) -> str | None:
         """The last string field that is not a title: where the length hint goes."""
@@ -588,3 +583,20 @@ def total_target(spec: Spec) -> int:
     per_trait = [sum(values.values()) for values in spec.targets().values()]
     per_joint = [sum(cells.values()) for cells in spec.joint_targets().values()]
     return max([spec.total or 0, *per_trait, *per_joint])
+
+
+@functools.lru_cache(maxsize=64)
+def _record_model(
+    kinds: tuple[tuple[str, Any], ...], main: str | None, min_words: int | None
+) -> type[BaseModel]:
+    """``Spec.output_model``, built once per output shape (the writer asks on every call, and
+    the LLM layer caches JSON schemas by model class)."""
+    fields: dict[str, Any] = {}
+    for name, kind in kinds:
+        hints: dict[str, Any] = {}
+        if kind is str and name.lower() in TITLE_FIELDS:
+            hints["maxLength"] = 100
+        elif name == main and min_words:
+            hints["minLength"] = min_words * CHARS_PER_WORD
+        fields[name] = (kind, Field(..., json_schema_extra=hints or None))
+    return create_model("Record", __config__=ConfigDict(extra="forbid"), **fields)

@@ -12,6 +12,7 @@ which strips our delimiter tags so a text cannot close its own data slot.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, Template
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _ROLE_LINE = re.compile(r"^\[(system|user|assistant)\]\s*$", re.MULTILINE)
@@ -37,6 +38,12 @@ _ENV = ImmutableSandboxedEnvironment(
 _ENV.filters["data"] = _data
 
 
+@functools.lru_cache(maxsize=64)
+def _compile(body: str) -> Template:
+    """Jinja compiles a template to Python code: once per template text, not per call."""
+    return _ENV.from_string(body)
+
+
 @dataclass(frozen=True)
 class PromptTemplate:
     """A loaded template: its name, source text, hash (for traces) and front-matter defaults."""
@@ -51,7 +58,7 @@ class PromptTemplate:
 
     def render(self, **variables: Any) -> list[dict[str, str]]:
         """Render to chat messages ``[{"role": ..., "content": ...}]``."""
-        text = _ENV.from_string(self.body).render(**variables)
+        text = _compile(self.body).render(**variables)
         parts = _ROLE_LINE.split(text)
         if parts[0].strip():
             raise ValueError(f"prompt {self.name}: text before the first [system]/[user] line")

@@ -83,3 +83,35 @@ def test_min_score_override_applies_to_drafts_to_come(make_spec, responder, tmp_
     result = run(spec, out=tmp_path / "run", control=control)
     assert result.report["accepted"] == 0
     assert result.report["rejections"].get("low_quality", 0) > 0
+
+
+def test_resume_after_lost_checkpoints_drafts_under_new_ids(make_spec, tmp_path: Path) -> None:
+    """A kill can land after a round's commit reached dataset.jsonl but before LangGraph saved
+    that round's checkpoints (they are written asynchronously). The resumed run must not plan
+    draft ids that are already written: their drafts would be dropped as duplicates and every
+    call spent on them wasted. Losing the checkpoint file entirely is the extreme case."""
+    from personaloom.traces import TraceStore
+
+    control = RunControl()
+
+    def stop_after_first_accept(event: dict) -> None:
+        if event["event"] == "sample_accepted":
+            control.stop()
+
+    first = run(
+        make_spec(), out=tmp_path / "run", control=control, listeners=[stop_after_first_accept]
+    )
+    assert first.status == "stopped"
+    written = {r["id"] for r in read_jsonl(first.run_dir / "dataset.jsonl")}
+    written |= {r["id"] for r in read_jsonl(first.run_dir / "rejected.jsonl")}
+    before = max(c["id"] for c in TraceStore(first.run_dir / "traces.sqlite").calls())
+    for name in ("checkpoints.sqlite", "checkpoints.sqlite-wal", "checkpoints.sqlite-shm"):
+        (first.run_dir / name).unlink(missing_ok=True)
+
+    second = run(resume=first.run_dir)
+    assert second.status == "complete"
+    calls = TraceStore(first.run_dir / "traces.sqlite").calls("id > ?", [before])
+    drafted_after = {c["sample_id"] for c in calls if c["agent"] in ("writer", "critic")}
+    assert drafted_after and not drafted_after & written
+    ids = [s["id"] for s in read_jsonl(first.run_dir / "dataset.jsonl")]
+    assert len(ids) == len(set(ids))
