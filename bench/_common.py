@@ -70,6 +70,34 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "packages": versions,
+        "personaloom": source(),
+    }
+
+
+def source() -> dict[str, Any]:
+    """Which personaloom was measured: where it was imported from, and the repository's commit
+    (``bench/compare.py`` runs a benchmark on an exported older revision too)."""
+    module = sys.modules.get("personaloom")
+    found = getattr(module, "__file__", None)
+    git = ["git", "-C", str(REPO)]
+    try:
+        commit = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                [*git, "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+        )
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "", False
+    return {
+        "imported_from": str(Path(found).parent) if found else None,
+        "repository_commit": commit or None,
+        "uncommitted_changes": dirty,
     }
 
 

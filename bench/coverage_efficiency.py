@@ -11,15 +11,13 @@ The baseline keeps everything else (personas, words, concurrency, the graph) and
 trait values uniformly at random, as a plain script would; it also stops as soon as every
 target is met. Persona-mining calls are the same for both and reported apart.
 
-    python bench/coverage_efficiency.py [--seeds 5] [--target 2] [--concurrency 4]
+    python bench/coverage_efficiency.py [--seeds 10] [--target 3] [--concurrency 4] [--quick]
 
-prints a table and writes bench/results/coverage_efficiency.json.
+prints a table and writes coverage_efficiency.json to bench/results/ (or --out DIR).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 import statistics
 import sys
@@ -28,6 +26,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import _common as common
 import personaloom.graphs.generation as generation
 import yaml
 from personaloom.graphs.planner import Planner
@@ -38,7 +37,6 @@ from personaloom.traces import TraceStore
 
 RATES = {"easy": 0.9, "medium": 0.6, "hard": 0.3}
 TOPICS = ["algebra", "geometry", "statistics", "logic"]
-RESULTS = Path(__file__).parent / "results"
 TEXTS = [
     "The council published the school bus timetable and a note about the closed bridge.",
     "A beekeeper's diary: the spring swarm settled in the plum tree behind the chapel.",
@@ -118,12 +116,14 @@ def ideal_calls(target: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.parser(__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10, help="runs per strategy")
     parser.add_argument("--target", type=int, default=3, help="accepted samples per cell")
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--out", type=Path, default=RESULTS / "coverage_efficiency.json")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds, args.target = 1, 1
+    started = time.perf_counter()
     ideal = ideal_calls(args.target)
     runs = []
     with tempfile.TemporaryDirectory(prefix="personaloom-bench-") as tmp:
@@ -151,39 +151,43 @@ def main(argv: list[str] | None = None) -> int:
         }
     cells = len(RATES) * len(TOPICS)
     print(
-        f"\ncoverage efficiency: {cells} cells x {args.target} accepted, acceptance by "
-        f"difficulty {RATES}, concurrency {args.concurrency}, {args.seeds} seeds"
+        f"Coverage efficiency: {cells} cells x {args.target} accepted, acceptance by "
+        f"difficulty {RATES}, concurrency {args.concurrency}, {args.seeds} seeds\n"
+        f"ideal minimum: {ideal:.1f} drafting calls (2 per expected draft)\n"
     )
-    print(f"ideal minimum: {ideal:.1f} drafting calls (2 per expected draft)\n")
-    print(
-        f"{'strategy':10} {'mean':>7} {'x ideal':>8} {'median':>7} {'x ideal':>8} "
-        f"{'min':>5} {'max':>5} complete"
-    )
-    for strategy, s in summary.items():
-        print(
-            f"{strategy:10} {s['mean_calls']:>7} {s['mean_ratio_to_ideal']:>8.3f} "
-            f"{s['median_calls']:>7} {s['median_ratio_to_ideal']:>8.3f} "
-            f"{s['min_calls']:>5} {s['max_calls']:>5} {s['all_complete']}"
-        )
+    rows = [
+        [
+            strategy,
+            s["mean_calls"],
+            f"{s['mean_ratio_to_ideal']:.3f}",
+            s["median_calls"],
+            f"{s['median_ratio_to_ideal']:.3f}",
+            s["min_calls"],
+            s["max_calls"],
+            "yes" if s["all_complete"] else "no",
+        ]
+        for strategy, s in summary.items()
+    ]
+    headers = ["strategy", "mean", "x ideal", "median", "x ideal", "min", "max", "all met"]
+    print(common.table(headers, rows))
     ratio = summary["random"]["mean_calls"] / summary["planner"]["mean_calls"]
     print(
         f"\nrandom needs {ratio:.2f}x the planner's calls (means); "
         "aim: planner <= 1.15x ideal (the ideal is an expectation: compare the mean)"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "benchmark": "coverage_efficiency",
-        "command": "python bench/coverage_efficiency.py " + " ".join(argv or sys.argv[1:]),
+    data = {
         "rates": RATES,
         "topics": TOPICS,
         "target_per_cell": args.target,
         "concurrency": args.concurrency,
+        "seeds": args.seeds,
         "ideal_calls": round(ideal, 2),
         "summary": summary,
         "random_over_planner": round(ratio, 3),
         "runs": runs,
     }
-    args.out.write_text(json.dumps(payload, indent=2) + "\n")
+    path = common.write_results(args.out, "coverage_efficiency", data, started)
+    print(f"\nresults: {path}")
     return 0
 
 

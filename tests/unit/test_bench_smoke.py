@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
-SCRIPTS = ["overhead", "concurrency", "novelty_scale", "cache_resume"]
+SCRIPTS = ["overhead", "concurrency", "novelty_scale", "cache_resume", "coverage_efficiency"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -37,3 +37,30 @@ def test_run_all_finds_every_benchmark() -> None:
         sys.path.remove(str(BENCH))
     assert set(SCRIPTS) <= set(run_all.scripts())
     assert "run_all" not in run_all.scripts()
+
+
+def test_compare_runs_a_revision_and_the_working_tree_side_by_side(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "compare.py"), "overhead", "--base", "HEAD", "--rounds", "1"]
+        + ["--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "compare_overhead.json").read_text())
+    assert result["figures"] and all(f["base"] and f["head"] for f in result["figures"])
+    (base,), (head,) = result["runs"]["base"], result["runs"]["head"]
+    # The base really ran the exported revision, the head the working tree.
+    assert "personaloom-compare-" in base["machine"]["personaloom"]["imported_from"]
+    assert head["machine"]["personaloom"]["imported_from"] == str(BENCH.parent / "personaloom")
+    assert "head/base" in done.stdout
+
+
+def test_run_all_skips_the_tools() -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import run_all
+    finally:
+        sys.path.remove(str(BENCH))
+    assert "compare" not in run_all.scripts()
