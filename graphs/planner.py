@@ -69,6 +69,8 @@ class Planner:
         self.persona_traits = spec.traits_from("persona")
         self.unreachable: dict[Cell, str] = {}
         self.first_free_round = first_free_round(store)
+        self._needy_key: int | None = None
+        self._needy: set[tuple[str, ...]] = set()
 
     # -- how much is missing -------------------------------------------------------------
 
@@ -155,6 +157,7 @@ class Planner:
         """Up to ``size`` assignments, one persona each (fewer if personas run short)."""
         rng = random.Random(stable_seed(self.spec.seed, "plan", round_))
         reserved: Counter[Cell] = Counter()
+        self._needy_key = None  # the ledger has moved on since the last batch
         free = list(personas)  # one draft per persona per batch
         word_load = Counter(self.store.word_uses)
         source_load = Counter(
@@ -247,7 +250,8 @@ class Planner:
         values down with it. Met cells add a tiny preference for the least covered values,
         which only matters while a ``total`` is still short.
         """
-        gain, fill, chance = 0.0, 0.0, 1.0
+        needy = self._groups_in_need(reserved)
+        gain, waste, fill, chance = 0.0, 0.0, 0.0, 1.0
         for cell in self.ledger.cells_of(traits):
             target = self.ledger.targets[cell]
             if len(cell) == 1:
@@ -258,7 +262,31 @@ class Planner:
                 gain += need * (SET_ASIDE_WEIGHT if self.ledger.set_aside(cell) else 1.0)
             else:
                 fill += (self.ledger.accepted[cell] + reserved[cell]) / target
-        return gain * chance - 0.001 * fill
+                if _group(cell) in needy:
+                    waste += 1 / target
+        return (gain - waste) * chance - 0.001 * fill
+
+    def _groups_in_need(self, reserved: Counter[Cell]) -> set[tuple[str, ...]]:
+        """Trait groups (a trait, or a joint pair) with a cell still short that is being worked
+        on (open, not set aside). Putting a draft in a met cell of such a group overshoots
+        that cell for nothing: the short cell still needs its own draft later. Without this
+        the planner would trade a met value with a good acceptance rate against a short one
+        with a poor rate, and every such trade ends in one sample more than asked for."""
+        key = reserved.total()  # reservations only grow within a batch; assign() resets
+        if self._needy_key != key:
+            self._needy_key = key
+            self._needy = {
+                _group(c)
+                for c in self.ledger.targets
+                if self._open(c)
+                and not self.ledger.set_aside(c)
+                and self.ledger.deficit(c, reserved)
+            }
+        return self._needy
+
+
+def _group(cell: Cell) -> tuple[str, ...]:
+    return tuple(sorted(t for t, _ in cell))
 
 
 def _jittered(score: float, rng: random.Random) -> float:

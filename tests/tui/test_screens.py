@@ -269,3 +269,17 @@ async def test_replay_a_call_with_an_edited_prompt(
         "replay_of = ?", [rejected["id"]]
     )
     assert replays and replays[0]["node"] == "replay"
+
+
+async def test_joint_panel_shows_only_for_joint_targets(finished_run: Path, read) -> None:
+    import dataclasses
+
+    app = PersonaloomApp(watch=finished_run)
+    async with app.run_test(size=SIZE) as pilot:
+        await read(pilot)
+        dashboard, panel = app.screen, app.screen.query_one("#joint-panel")
+        assert panel.display and app.view.report["joint"]  # this spec has a joint target
+        view = dataclasses.replace(app.view, report={**app.view.report, "joint": []})
+        dashboard.show_view(view)
+        await pilot.pause()
+        assert not panel.display  # no empty panel: the feed gets the room

@@ -266,3 +266,30 @@ def test_opening_gate_caps_a_common_opening(make_spec) -> None:
     assert diversity_gate(spec, record, C({"once upon a": 1})) is None  # 2 of 8 is 25%
     finding = diversity_gate(spec, record, C({"once upon a": 2}))
     assert finding.reason == RejectReason.DIVERSITY_GATE and "once upon a" in finding.feedback
+
+
+def test_planner_does_not_overshoot_a_met_value_while_another_is_short(
+    make_spec, tmp_path: Path
+) -> None:
+    """Seen in a demo run: dialogue met with a good acceptance rate, moral one short with a
+    poor one, sea one short. Trading moral for dialogue looked a little better per draft,
+    but it accepts a fourth dialogue and leaves moral short: the run ends one over target."""
+    traits = {
+        "feature": {"values": ["dialogue", "moral"], "target": 3},
+        "setting": {"values": ["forest", "sea"], "target": 3},
+    }
+    planner = planner_for(make_spec, tmp_path, traits=traits, stagnation={"patience": 20})
+    rows = [("dialogue", "forest", True)] * 2 + [("dialogue", "sea", True)]
+    rows += [("moral", "sea", True), ("moral", "forest", True)]
+    rows += [("moral", "sea", False)] * 5
+    for i, (feature, setting, accepted) in enumerate(rows):
+        row = {"id": f"s{i:05d}-000", "persona_id": "p0", "output": {}, "words": {}}
+        row["traits"] = {"feature": feature, "setting": setting}
+        if not accepted:
+            row["reason"] = "unparseable"
+        (planner.store.add_sample if accepted else planner.store.add_rejection)(row)
+        planner.ledger.observe(row, accepted)
+    assert planner.unmet() == {"feature": {"moral": 1}, "setting": {"sea": 1}}
+    for round_ in range(20):  # whatever the jitter draws
+        (task,) = planner.assign(100 + round_, 1, ["p1"])
+        assert task.traits == {"feature": "moral", "setting": "sea"}

@@ -51,10 +51,14 @@ class DashboardScreen(RunScreen):
         }
         for selector, title in titles.items():
             self.query_one(selector).border_title = title
+        self.query_one("#joint-panel").display = False  # until a report shows joint targets
 
     def show_view(self, view: RunView) -> None:
         self.query_one(CoverageTable).report = view.report
-        self.query_one(JointGrid).joint = view.report.get("joint")
+        joint = view.report.get("joint")
+        self.query_one(JointGrid).joint = joint
+        # A spec without joint targets gets the room for the feed, not an empty panel.
+        self.query_one("#joint-panel").display = bool(joint)
         self.query_one(Counters).report = view.report
 
     def show_activity(self, _: None) -> None:
