@@ -17,7 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -324,3 +324,61 @@ def bench_env() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@dataclass
+class TimedRun:
+    """One run of the bench spec, timed from ``run_started`` to ``run_finished``."""
+
+    report: dict[str, Any]
+    startup_s: float  # from calling run() to run_started
+    window_s: float  # run_started to run_finished
+    cpu_s: float  # this process's CPU time in that window
+    chat_calls: int  # requests the endpoint got
+    endpoint_cpu_s: float
+
+
+def timed_run(
+    endpoint: Endpoint,
+    folder: Path,
+    *,
+    samples: int,
+    concurrency: int,
+    embeddings: str = "local",
+    on_start: Callable[[], None] | None = None,
+) -> TimedRun:
+    """Write the bench spec into ``folder`` and run it to completion (anything else raises);
+    ``on_start`` is called at ``run_started``, when the timed window opens."""
+    from personaloom.runner import run
+
+    spec = write_spec(
+        folder / "spec",
+        base_url=endpoint.base_url,
+        samples=samples,
+        concurrency=concurrency,
+        cache_dir=folder / "cache",
+        embeddings=embeddings,
+    )
+    marks: dict[str, tuple[float, float]] = {}
+
+    def listener(event: dict[str, Any]) -> None:
+        if event["event"] in ("run_started", "run_finished"):
+            marks[event["event"]] = (time.perf_counter(), time.process_time())
+            if on_start is not None and event["event"] == "run_started":
+                on_start()
+
+    before = endpoint.stats()
+    called = time.perf_counter()
+    result = run(spec, out=folder / "run", listeners=[listener], notice=lambda _: None)
+    after = endpoint.stats()
+    if result.status != "complete":
+        raise RuntimeError(f"benchmark run ended {result.status}: {result.stop_reason}")
+    (start, cpu_start), (end, cpu_end) = marks["run_started"], marks["run_finished"]
+    return TimedRun(
+        report=result.report,
+        startup_s=start - called,
+        window_s=end - start,
+        cpu_s=cpu_end - cpu_start,
+        chat_calls=after["chat"] - before["chat"],
+        endpoint_cpu_s=after["cpu_seconds"] - before["cpu_seconds"],
+    )

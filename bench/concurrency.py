@@ -36,32 +36,10 @@ def one_run(
     latency: float,
     embeddings: str = "local",
 ) -> dict[str, Any]:
-    from personaloom.runner import run
-
-    spec = common.write_spec(
-        folder / "spec",
-        base_url=endpoint.base_url,
-        samples=samples,
-        concurrency=concurrency,
-        cache_dir=folder / "cache",
-        embeddings=embeddings,
+    timed = common.timed_run(
+        endpoint, folder, samples=samples, concurrency=concurrency, embeddings=embeddings
     )
-    marks: dict[str, float] = {}
-    cpu: dict[str, float] = {}
-
-    def listener(event: dict[str, Any]) -> None:
-        if event["event"] in ("run_started", "run_finished"):
-            marks[event["event"]] = time.perf_counter()
-            cpu[event["event"]] = time.process_time()
-
-    before = endpoint.stats()
-    result = run(spec, out=folder / "run", listeners=[listener], notice=lambda _: None)
-    after = endpoint.stats()
-    if result.status != "complete":
-        raise RuntimeError(f"benchmark run ended {result.status}: {result.stop_reason}")
-    window = marks["run_finished"] - marks["run_started"]
-    accepted = result.report["accepted"]
-    calls = after["chat"] - before["chat"]
+    window, accepted, calls = timed.window_s, timed.report["accepted"], timed.chat_calls
     rate = accepted / window
     ideal = concurrency / (calls / accepted * latency)
     return {
@@ -73,8 +51,8 @@ def one_run(
         "samples_per_s": rate,
         "ideal_per_s": ideal,
         "efficiency": rate / ideal,
-        "personaloom_cores": (cpu["run_finished"] - cpu["run_started"]) / window,
-        "endpoint_cores": (after["cpu_seconds"] - before["cpu_seconds"]) / window,
+        "personaloom_cores": timed.cpu_s / window,
+        "endpoint_cores": timed.endpoint_cpu_s / window,
     }
 
 

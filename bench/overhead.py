@@ -158,40 +158,23 @@ def one_run(
     timers: Timers | None,
     embeddings: str = "local",
 ) -> dict[str, Any]:
-    from personaloom.runner import run
-
-    spec = common.write_spec(
-        folder / "spec",
-        base_url=endpoint.base_url,
+    timed = common.timed_run(
+        endpoint,
+        folder,
         samples=samples,
         concurrency=concurrency,
-        cache_dir=folder / "cache",
         embeddings=embeddings,
+        on_start=timers.reset if timers is not None else None,
     )
-    marks: dict[str, float] = {}
-
-    def listener(event: dict[str, Any]) -> None:
-        if event["event"] in ("run_started", "run_finished"):
-            marks[event["event"]] = time.perf_counter()
-            if timers is not None and event["event"] == "run_started":
-                timers.reset()
-
-    before = endpoint.stats()
-    called = time.perf_counter()
-    result = run(spec, out=folder / "run", listeners=[listener], notice=lambda _: None)
-    after = endpoint.stats()
-    if result.status != "complete":
-        raise RuntimeError(f"benchmark run ended {result.status}: {result.stop_reason}")
-    window = marks["run_finished"] - marks["run_started"]
-    accepted = result.report["accepted"]
+    accepted = timed.report["accepted"]
     return {
         "accepted": accepted,
-        "rejected": result.report["rejected"],
-        "calls": after["chat"] - before["chat"],
-        "startup_s": marks["run_started"] - called,
-        "window_s": window,
-        "ms_per_sample": 1000 * window / accepted,
-        "endpoint_cpu_s": after["cpu_seconds"] - before["cpu_seconds"],
+        "rejected": timed.report["rejected"],
+        "calls": timed.chat_calls,
+        "startup_s": timed.startup_s,
+        "window_s": timed.window_s,
+        "ms_per_sample": 1000 * timed.window_s / accepted,
+        "endpoint_cpu_s": timed.endpoint_cpu_s,
         "split_s": dict(timers.seconds) if timers else None,
         "split_calls": dict(timers.calls) if timers else None,
     }
