@@ -39,9 +39,10 @@ _ENV.filters["data"] = _data
 
 
 @functools.lru_cache(maxsize=64)
-def _compile(body: str) -> Template:
-    """Jinja compiles a template to Python code: once per template text, not per call."""
-    return _ENV.from_string(body)
+def _compile(source: str) -> Template:
+    """A template's body, compiled: Jinja's compile (and the front matter's YAML) once per
+    template text, not on every call."""
+    return _ENV.from_string(_split_front_matter(source)[1])
 
 
 @dataclass(frozen=True)
@@ -52,13 +53,13 @@ class PromptTemplate:
     source: str
     defaults: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def hash(self) -> str:
         return hashlib.sha256(self.source.encode()).hexdigest()[:12]
 
     def render(self, **variables: Any) -> list[dict[str, str]]:
         """Render to chat messages ``[{"role": ..., "content": ...}]``."""
-        text = _compile(self.body).render(**variables)
+        text = _compile(self.source).render(**variables)
         parts = _ROLE_LINE.split(text)
         if parts[0].strip():
             raise ValueError(f"prompt {self.name}: text before the first [system]/[user] line")
