@@ -82,21 +82,20 @@ async def _critique(state: DraftState, runtime: Runtime[Context]) -> dict:
     # The novelty check needs the draft's embedding: compute it while the critic's call is
     # in flight rather than after it (wasted only on drafts the critic turns down).
     embedding = asyncio.ensure_future(novelty.embed(ctx, critic.text_of(ctx.spec, record)))
+    accepted = False
     try:
         review = await critic.review(ctx, task, record, state.get("revision", 0))
+        finding = critic.judge(task, review, ctx.min_score)
+        accepted = finding is None
     except BudgetExhausted:
-        embedding.cancel()
         return {"aborted": True}
     except LLMFailure as exc:
-        embedding.cancel()
         return {"verdict": "reject", "reason": exc.reason, "details": exc.details}
-    except BaseException:
-        embedding.cancel()
-        raise
-    finding = critic.judge(task, review, ctx.min_score)
+    finally:
+        if not accepted:
+            embedding.cancel()
     update = {"score": review.score, "feedback": review.feedback}
     if finding:
-        embedding.cancel()
         verdict = _after_failure(state, finding.reason, finding.feedback, limit)
         return {**update, **verdict, "unconfirmed": list(finding.traits)}
     return {**update, "verdict": "accept", "unconfirmed": [], "embedding": await embedding}
@@ -104,9 +103,7 @@ async def _critique(state: DraftState, runtime: Runtime[Context]) -> dict:
 
 async def check_novelty(state: DraftState, runtime: Runtime[Context]) -> dict:
     ctx = runtime.context
-    vector = state.get("embedding")  # set by critique for the draft it accepted
-    if vector is None:
-        vector = await novelty.embed(ctx, critic.text_of(ctx.spec, state["record"]))
+    vector = state["embedding"]  # computed by critique, which just accepted this draft
     neighbour = await novelty.nearest(ctx, SAMPLES, vector)
     update = {
         "embedding": vector,
