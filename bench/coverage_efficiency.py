@@ -50,7 +50,7 @@ TEXTS = [
 class RandomPlanner(Planner):
     """The baseline: trait values drawn uniformly at random, whatever is missing."""
 
-    def _critic_values(self, fixed, reserved, rng):
+    def _critic_values(self, fixed, reserved, needy, rng):
         return {**fixed, **{t: rng.choice(list(self.targets[t])) for t in self.critic_traits}}
 
 

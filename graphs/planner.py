@@ -69,8 +69,6 @@ class Planner:
         self.persona_traits = spec.traits_from("persona")
         self.unreachable: dict[Cell, str] = {}
         self.first_free_round = first_free_round(store)
-        self._needy_key: int | None = None
-        self._needy: set[tuple[str, ...]] = set()
 
     # -- how much is missing -------------------------------------------------------------
 
@@ -84,7 +82,7 @@ class Planner:
         groups: dict[tuple[str, ...], int] = Counter()
         for cell in self.ledger.targets:
             if include_blocked or self._open(cell):
-                groups[tuple(sorted(t for t, _ in cell))] += self.ledger.deficit(cell)
+                groups[_group(cell)] += self.ledger.deficit(cell)
         needs.extend(groups.values())
         return max(0, *needs)
 
@@ -157,7 +155,6 @@ class Planner:
         """Up to ``size`` assignments, one persona each (fewer if personas run short)."""
         rng = random.Random(stable_seed(self.spec.seed, "plan", round_))
         reserved: Counter[Cell] = Counter()
-        self._needy_key = None  # the ledger has moved on since the last batch
         free = list(personas)  # one draft per persona per batch
         word_load = Counter(self.store.word_uses)
         source_load = Counter(
@@ -207,18 +204,23 @@ class Planner:
         for p in sorted(free, key=lambda p: (*spread(p), rng.random())):
             key = tuple(sorted(self.labels(p).items()))
             groups.setdefault(key, p)
+        needy = self._groups_in_need(reserved)
         best: tuple[float, str, dict[str, str]] | None = None
         for persona in groups.values():
             fixed = self.labels(persona)
-            traits = self._critic_values(fixed, reserved, rng)
-            score = _jittered(self._score(traits, reserved), rng)
+            traits = self._critic_values(fixed, reserved, needy, rng)
+            score = _jittered(self._score(traits, reserved, needy), rng)
             if best is None or score > best[0]:
                 best = (score, persona, traits)
         assert best is not None
         return best[1], best[2]
 
     def _critic_values(
-        self, fixed: dict[str, str], reserved: Counter[Cell], rng: random.Random
+        self,
+        fixed: dict[str, str],
+        reserved: Counter[Cell],
+        needy: set[tuple[str, ...]],
+        rng: random.Random,
     ) -> dict[str, str]:
         """Critic-trait values to go with a persona's labels."""
         options = [list(self.targets[t]) for t in self.critic_traits]
@@ -229,7 +231,7 @@ class Planner:
             best: tuple[float, dict[str, str]] | None = None
             for combo in itertools.product(*options):
                 traits = {**fixed, **dict(zip(self.critic_traits, combo, strict=True))}
-                score = _jittered(self._score(traits, reserved), rng)
+                score = _jittered(self._score(traits, reserved, needy), rng)
                 if best is None or score > best[0]:
                     best = (score, traits)
             return best[1] if best else dict(fixed)
@@ -237,11 +239,13 @@ class Planner:
         for trait in self.critic_traits:  # too many combinations: one trait at a time
             traits[trait] = max(
                 self.targets[trait],
-                key=lambda v: _jittered(self._score({**traits, trait: v}, reserved), rng),
+                key=lambda v: _jittered(self._score({**traits, trait: v}, reserved, needy), rng),
             )
         return {t: traits[t] for t in self.spec.traits if t in traits}
 
-    def _score(self, traits: dict[str, str], reserved: Counter[Cell]) -> float:
+    def _score(
+        self, traits: dict[str, str], reserved: Counter[Cell], needy: set[tuple[str, ...]]
+    ) -> float:
         """Expected relative deficit closed by a draft with these traits.
 
         The deficit closed over all the draft's target cells (set-aside cells count for
@@ -250,7 +254,6 @@ class Planner:
         values down with it. Met cells add a tiny preference for the least covered values,
         which only matters while a ``total`` is still short.
         """
-        needy = self._groups_in_need(reserved)
         gain, waste, fill, chance = 0.0, 0.0, 0.0, 1.0
         for cell in self.ledger.cells_of(traits):
             target = self.ledger.targets[cell]
@@ -272,17 +275,11 @@ class Planner:
         that cell for nothing: the short cell still needs its own draft later. Without this
         the planner would trade a met value with a good acceptance rate against a short one
         with a poor rate, and every such trade ends in one sample more than asked for."""
-        key = reserved.total()  # reservations only grow within a batch; assign() resets
-        if self._needy_key != key:
-            self._needy_key = key
-            self._needy = {
-                _group(c)
-                for c in self.ledger.targets
-                if self._open(c)
-                and not self.ledger.set_aside(c)
-                and self.ledger.deficit(c, reserved)
-            }
-        return self._needy
+        return {
+            _group(c)
+            for c in self.ledger.targets
+            if self._open(c) and not self.ledger.set_aside(c) and self.ledger.deficit(c, reserved)
+        }
 
 
 def _group(cell: Cell) -> tuple[str, ...]:
