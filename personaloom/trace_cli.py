@@ -190,6 +190,22 @@ def totals(calls: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return result
 
 
+def totals_table(calls: list[dict[str, Any]], **options: Any) -> Table:
+    """The totals per agent as a table (``options`` go to ``rich.table.Table``)."""
+    table = Table(**options)
+    for column in ("agent", "calls", "tokens", "mean ms", "p95 ms", "cache hits", "errors"):
+        table.add_column(column, justify="left" if column == "agent" else "right")
+    for agent, t in totals(calls).items():
+        table.add_row(
+            agent,
+            *(
+                str(t[k]) if t[k] is not None else "-"
+                for k in ("calls", "tokens", "mean_ms", "p95_ms", "cache_hits", "errors")
+            ),
+        )
+    return table
+
+
 def _list(store: TraceStore, args: argparse.Namespace, console: Console) -> int:
     calls = select(store, args.run_dir, args)
     shown = calls if args.slowest else calls[-args.limit :]
@@ -225,18 +241,7 @@ def _list(store: TraceStore, args: argparse.Namespace, console: Console) -> int:
             "hit" if c["cache_hit"] else "",
         )
     console.print(table)
-    summary = Table(title="totals per agent", title_justify="left")
-    for column in ("agent", "calls", "tokens", "mean ms", "p95 ms", "cache hits", "errors"):
-        summary.add_column(column, justify="left" if column == "agent" else "right")
-    for agent, t in totals(calls).items():
-        summary.add_row(
-            agent,
-            *(
-                str(t[k]) if t[k] is not None else "-"
-                for k in ("calls", "tokens", "mean_ms", "p95_ms", "cache_hits", "errors")
-            ),
-        )
-    console.print(summary)
+    console.print(totals_table(calls, title="totals per agent", title_justify="left"))
     return 0
 
 

@@ -1,7 +1,7 @@
 """Traces: the run's LLM calls with the filters of ``personaloom traces`` (agent, status,
 sample, persona, since, slowest) and the totals per agent; enter opens a call.
 
-The filtering is ``trace_cli.select`` itself and the totals ``trace_cli.totals``, so the
+The filtering is ``trace_cli.select`` itself and the totals ``trace_cli.totals_table``, so the
 screen and the CLI list the same calls for the same filters.
 """
 
@@ -15,7 +15,6 @@ from typing import Any
 from personaloom.tui.screens.base import RunScreen
 from personaloom.tui.screens.call import CallScreen
 from personaloom.tui.view import TRACES, RunView
-from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -23,26 +22,11 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 
-from personaloom.trace_cli import select, totals
+from personaloom.trace_cli import select, totals_table
 from personaloom.traces import TraceStore
 
 AGENT_NAMES = ("persona_miner", "persona_relater", "writer", "critic")
 LIMIT = 500  # most recent calls shown, as the CLI's --limit
-
-
-def totals_table(calls: list[dict[str, Any]]) -> Table:
-    table = Table(box=None, padding=(0, 2), header_style="bold")
-    for column in ("agent", "calls", "tokens", "mean ms", "p95 ms", "cache hits", "errors"):
-        table.add_column(column, justify="left" if column == "agent" else "right")
-    for agent, t in totals(calls).items():
-        table.add_row(
-            agent,
-            *(
-                str(t[k]) if t[k] is not None else "-"
-                for k in ("calls", "tokens", "mean_ms", "p95_ms", "cache_hits", "errors")
-            ),
-        )
-    return table
 
 
 class TracesScreen(RunScreen):
@@ -174,7 +158,9 @@ class TracesScreen(RunScreen):
         if table.row_count:
             table.move_cursor(row=min(cursor, table.row_count - 1), animate=False)
         panel.border_subtitle = f"{len(shown)} of {len(calls)} calls"
-        self.query_one("#totals", Static).update(totals_table(calls))
+        self.query_one("#totals", Static).update(
+            totals_table(calls, box=None, padding=(0, 2), header_style="bold")
+        )
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         view = self.loom.view
