@@ -79,11 +79,16 @@ def repetition(tokens: list[str]) -> float:
     return 1 - len(set(trigrams)) / len(trigrams)
 
 
-def opening(spec: Spec, record: dict[str, Any]) -> str:
-    """The first three words of the main text field, lowercased, punctuation dropped."""
+def main_text(spec: Spec, record: dict[str, Any]) -> str:
+    """The main text field (a story, not its title), or every text field when there is none:
+    what openings and the report's diversity measures read."""
     name = spec.main_text_field()
-    text = record.get(name) if name else text_of(spec, record)
-    return " ".join(t.lower() for t in _WORD.findall(str(text or ""))[:3])
+    return str(record.get(name) or "") if name else text_of(spec, record)
+
+
+def opening(spec: Spec, record: dict[str, Any]) -> str:
+    """The first three words of the main text, lowercased, punctuation dropped."""
+    return " ".join(t.lower() for t in _WORD.findall(main_text(spec, record))[:3])
 
 
 def opening_counts(ctx) -> Counter[str]:

@@ -12,18 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from personaloom.agents.critic import main_text
 from personaloom.graphs.coverage import Ledger
 from personaloom.spec import Spec, read_words, total_target
 from personaloom.store import RunStore, load_run, write_json_atomic
 from personaloom.traces import TraceStore
-
-
-def sample_text(spec: Spec, output: dict[str, Any]) -> str:
-    """The text diversity is measured on: the main text field (a story, not its title)."""
-    from personaloom.agents.critic import text_of
-
-    name = spec.main_text_field()
-    return str(output.get(name) or "") if name else text_of(spec, output)
 
 
 def _cell_entry(ledger: Ledger, cell: frozenset) -> dict[str, Any]:
@@ -165,7 +158,7 @@ def measure_diversity(
         sizes[part] = len(read_words(path)) if path.is_file() else len(used.get(part, ()))
     embedded = [vectors[r["id"]] for r in rows if vectors and r["id"] in vectors]
     return measure(
-        [sample_text(spec, r["output"]) for r in rows],
+        [main_text(spec, r["output"]) for r in rows],
         vectors=embedded or None,
         persona_ids=[(r.get("persona") or {}).get("id") for r in rows],
         persona_pool=len(store.persona_by_id),
