@@ -35,13 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="generate a dataset from a spec", epilog=EPILOG)
-    run.add_argument("spec", nargs="?", type=Path, help="the spec YAML (optional with --resume)")
-    run.add_argument("--out", type=Path, help="run directory (default runs/<name>-<time>)")
-    run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped run")
+    _run_arguments(run)
     run.add_argument("--events", action="store_true", help="JSON-lines events on stdout")
-    run.add_argument("--base-url", help="OpenAI-compatible endpoint for every role")
-    run.add_argument("--model", help="model name for every role")
-    run.add_argument("--embeddings", choices=["local", "openai"], help="embedding provider")
 
     validate = commands.add_parser("validate", help="check a spec and the files it names")
     validate.add_argument("spec", type=Path)
@@ -59,13 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     tui = commands.add_parser(
         "tui", help="run a spec supervised in the terminal dashboard", epilog=EPILOG
     )
-    tui.add_argument("spec", nargs="?", type=Path, help="the spec YAML (optional with --resume)")
-    tui.add_argument("--out", type=Path, help="run directory (default runs/<name>-<time>)")
-    tui.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped run")
+    _run_arguments(tui)
     tui.add_argument("--review", action="store_true", help="start in review mode")
-    tui.add_argument("--base-url", help="OpenAI-compatible endpoint for every role")
-    tui.add_argument("--model", help="model name for every role")
-    tui.add_argument("--embeddings", choices=["local", "openai"], help="embedding provider")
 
     watch = commands.add_parser(
         "watch", help="follow a run started elsewhere in the dashboard, read-only"
@@ -74,6 +64,16 @@ def _parser() -> argparse.ArgumentParser:
 
     trace_cli.add_parser(commands)
     return parser
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    """What ``run`` and ``tui`` both take: a spec or a run to resume, and endpoint overrides."""
+    parser.add_argument("spec", nargs="?", type=Path, help="the spec YAML (optional with --resume)")
+    parser.add_argument("--out", type=Path, help="run directory (default runs/<name>-<time>)")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped run")
+    parser.add_argument("--base-url", help="OpenAI-compatible endpoint for every role")
+    parser.add_argument("--model", help="model name for every role")
+    parser.add_argument("--embeddings", choices=["local", "openai"], help="embedding provider")
 
 
 def main(argv: list[str] | None = None) -> int:
