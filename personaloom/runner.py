@@ -157,13 +157,16 @@ def checkpoint_serde() -> JsonPlusSerializer:
 
 
 def embedded_model(
-    endpoints: dict[str, Endpoint], run_dir: Path, stack: ExitStack | AsyncExitStack
+    endpoints: dict[str, Endpoint],
+    run_dir: Path,
+    stack: ExitStack | AsyncExitStack,
+    niceness: int = 0,
 ) -> tuple[dict[str, Endpoint], Callable[[], Awaitable[str]]]:
-    """Point roles without an endpoint at the embedded model, started on first use and
-    stopped when ``stack`` closes."""
+    """Point roles without an endpoint at the embedded model, started on first use (with
+    ``niceness`` added to its nice value) and stopped when ``stack`` closes."""
     from personaloom.local.server import MODEL_ALIAS, LocalModelServer
 
-    server = LocalModelServer(log_path=run_dir / "local-model.log")
+    server = LocalModelServer(log_path=run_dir / "local-model.log", niceness=niceness)
     stack.callback(server.stop)
 
     async def start() -> str:
@@ -193,6 +196,7 @@ async def arun(
     detail_listeners: Iterable[Listener] = (),
     control: RunControl | None = None,
     reviewer: Reviewer | None = None,
+    local_model_niceness: int = 0,
     notice: Callable[[str], None] = _stderr,
 ) -> RunResult:
     """Run (or with ``resume``, continue) a spec; returns when the graph ends.
@@ -201,7 +205,8 @@ async def arun(
     the fine-grained ones (node starts and ends, verdicts, novelty checks). ``control``
     pauses, stops or reviews the run from another task or thread; with ``control.review``
     on, ``reviewer`` decides on each batch's critic-accepted samples (without one, they
-    are accepted).
+    are accepted). ``local_model_niceness`` lowers the embedded model's priority (the
+    dashboard keeps its UI responsive that way).
     """
     overrides = overrides or Overrides()
     control = control or RunControl()
@@ -218,7 +223,9 @@ async def arun(
             from personaloom.local.server import TINY_MODEL_NOTICE
 
             notice(TINY_MODEL_NOTICE)
-            endpoints, start_embedded = embedded_model(endpoints, run_dir, stack)
+            endpoints, start_embedded = embedded_model(
+                endpoints, run_dir, stack, local_model_niceness
+            )
         traces = TraceStore(run_dir / "traces.sqlite")
         stack.callback(traces.close)
         cache = open_cache(spec, stack)

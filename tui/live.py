@@ -23,7 +23,7 @@ from personaloom.endpoints import Overrides
 from personaloom.runner import RunResult, arun
 
 ReviewCallback = Callable[[list[dict[str, Any]], concurrent.futures.Future], None]
-MODEL_NICENESS = 10  # the embedded model yields the CPU to the dashboard (see local/server.py)
+MODEL_NICENESS = 10  # the embedded model yields the CPU to the dashboard (see LocalModelServer)
 
 
 class LiveRun:
@@ -67,7 +67,6 @@ class LiveRun:
             self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
         if self.resume is not None:
             self._replay_history(self.resume)
-        _yield_to_the_ui()
         return await arun(
             self.spec,
             out=self.out,
@@ -76,6 +75,7 @@ class LiveRun:
             detail_listeners=[self.listen],
             control=self.control,
             reviewer=self._review,
+            local_model_niceness=MODEL_NICENESS,
             notice=self.notice,
         )
 
@@ -104,12 +104,3 @@ class LiveRun:
         decided: concurrent.futures.Future[dict[str, bool]] = concurrent.futures.Future()
         self.on_review(samples, decided)
         return await asyncio.wrap_future(decided)
-
-
-def _yield_to_the_ui() -> None:
-    """Start the embedded model, if the run needs it, at a lower priority than this process."""
-    try:
-        from personaloom.local import server
-    except ImportError:  # no local extra: no embedded model to start
-        return
-    server.CHILD_NICENESS = MODEL_NICENESS

@@ -62,13 +62,6 @@ _SERVER_SETTING_NAMES = frozenset(
 )
 
 _PR_SET_PDEATHSIG = 1
-# Added to the server's nice value. The dashboard (personaloom tui) sets 10: the server then
-# still gets every idle cycle, but the UI gets the CPU first (measured on 2 busy cores, a key
-# took a median 279 ms, p90 939 ms, to show at 0 and 140 ms, p90 374 ms, at 10). Headless runs
-# keep 0: llama.cpp's threads wait for each other, so when another process holds a core a
-# niced server slows down much more than its share (seen: one 135M draft taking minutes).
-# Threads inherit it, llama.cpp's compute threads included.
-CHILD_NICENESS = 0
 _LOG_TAIL_BYTES = 4000
 
 
@@ -141,8 +134,9 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _make_pdeathsig_preexec() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking the kernel to SIGTERM the child when its parent dies.
+def _make_pdeathsig_preexec(niceness: int = 0) -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking the kernel to SIGTERM the child when its parent dies, and
+    adding ``niceness`` to the child's nice value (its threads inherit it).
 
     libc is resolved here, in the parent, so the forked child runs no dynamic loading before
     exec. If the parent died between fork and prctl, the signal would never come: exit instead.
@@ -159,8 +153,8 @@ def _make_pdeathsig_preexec() -> Callable[[], None] | None:
         prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
         if os.getppid() != parent:
             os._exit(1)
-        if CHILD_NICENESS:
-            os.nice(CHILD_NICENESS)
+        if niceness:
+            os.nice(niceness)
 
     return preexec
 
@@ -198,8 +192,16 @@ class LocalModelServer:
         n_ctx: int = 4096,
         log_path: Path | None = None,
         n_threads: int | None = None,
+        niceness: int = 0,
     ) -> None:
+        """``niceness`` is added to the server's nice value. The dashboard (``personaloom
+        tui``) uses 10: the server still gets every idle cycle, but the UI gets the CPU first
+        (measured on 2 busy cores, a key took a median 279 ms, p90 939 ms, to show at 0 and
+        140 ms, p90 374 ms, at 10). Headless runs keep 0: llama.cpp's threads wait for each
+        other, so when another process holds a core a niced server slows down much more than
+        its share (seen: one 135M draft taking minutes)."""
         self.model = MODEL_ALIAS
+        self.niceness = niceness
         self.n_ctx = n_ctx
         self.n_threads = n_threads or default_threads()
         self._requested_port = port
@@ -295,7 +297,11 @@ class LocalModelServer:
 
     def _spawn(self, model_file: Path) -> None:
         assert self._log_path is not None
-        command, env, preexec = self._command(model_file), _child_env(), _make_pdeathsig_preexec()
+        command, env, preexec = (
+            self._command(model_file),
+            _child_env(),
+            _make_pdeathsig_preexec(self.niceness),
+        )
         with self._log_path.open("ab") as log:
             self._log_offset = log.tell()
 

@@ -123,9 +123,11 @@ def test_max_tokens_from_langchain_is_honoured(server: LocalModelServer) -> None
 
 @pytest.mark.integration
 def test_stop_leaves_no_process(tmp_path: Path) -> None:
-    srv = LocalModelServer(log_path=tmp_path / "server.log").start()
+    srv = LocalModelServer(log_path=tmp_path / "server.log", niceness=5).start()
     pid = srv.pid
     assert pid is not None and _alive(pid)
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, ours + 5)  # the dashboard's setting
     srv.stop()
     srv.stop()  # idempotent
     assert srv.pid is None
