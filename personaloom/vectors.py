@@ -17,10 +17,18 @@ Two things keep the check cheap (see docs/benchmarks.md):
 
 And one keeps it right: HNSW looks at ``EF_SEARCH`` candidates per lookup, not Chroma's
 default 100, which at 1M stored vectors missed about one near-duplicate in ten.
+
+One keeps the run directory clean: Chroma's hnswlib writes the unused capacity of its
+``length.bin`` and ``data_level0.bin`` files from memory it allocated and never zeroed
+(chroma-core/chroma#7688), so they could hold whatever the process had freed: an HTTP
+request's headers, with the API key in them, were found there. ``scrub_segment`` zeroes the
+bytes past the stored elements whenever Chroma has (re)written those files.
 """
 
 from __future__ import annotations
 
+import functools
+import struct
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -39,6 +47,10 @@ FLUSH_AT = 64  # buffered adds per collection before they are written to Chroma
 # 100 found 89% of near-duplicate copies, 400 found 98% (800 no more) for p50 2.4 ms.
 EF_SEARCH = 400
 _NEAREST = 2  # the nearest two, so that one can be excluded (the query's own id)
+# hnswlib's header.bin starts with its persistence version, offsetLevel0_, max_elements_,
+# cur_element_count and size_data_per_element_ (native byte order and widths).
+_HNSW_HEADER = struct.Struct("=iQQQQ")
+_ZEROS = bytes(1 << 20)
 
 
 @dataclass(frozen=True)
@@ -75,13 +87,14 @@ def _write(
 
 
 def _flush_all(
-    collections: dict[str, Any], buffers: dict[str, _Buffer], lock: Any, batch: int
+    collections: dict[str, Any], buffers: dict[str, _Buffer], lock: Any, batch: int, scrub: Any
 ) -> None:
     with lock:
         for name, buffer in buffers.items():
             rows = buffer.take()
             if rows:
                 _write(collections[name], rows, batch)
+        scrub()
 
 
 def _collection(client: Any, name: str) -> Any:
@@ -97,8 +110,54 @@ def _collection(client: Any, name: str) -> Any:
     return col
 
 
+def scrub_segment(segment: Path) -> bool:
+    """Zero what an HNSW segment's files hold past their stored elements (see the module
+    docstring); False, touching nothing, when the files are not laid out as expected."""
+    try:
+        _, _, capacity, count, per_element = _HNSW_HEADER.unpack_from(
+            (segment / "header.bin").read_bytes()
+        )
+        files = [(segment / "length.bin", 4), (segment / "data_level0.bin", per_element)]
+        sizes = [path.stat().st_size for path, _ in files]
+    except (OSError, struct.error):
+        return False
+    if count > capacity or any(s != capacity * w for s, (_, w) in zip(sizes, files, strict=True)):
+        return False
+    for (path, width), size in zip(files, sizes, strict=True):
+        with path.open("r+b") as file:
+            offset = count * width
+            while offset < size:
+                file.seek(offset)
+                chunk = file.read(min(size - offset, len(_ZEROS)))
+                if chunk.count(0) != len(chunk):  # write only what is not zero already
+                    file.seek(offset)
+                    file.write(_ZEROS[: len(chunk)])
+                offset += len(chunk)
+    return True
+
+
+def _stamp(segment: Path) -> tuple[int, ...]:
+    stats = [(segment / name).stat() for name in ("header.bin", "length.bin", "data_level0.bin")]
+    return tuple(n for st in stats for n in (st.st_size, st.st_mtime_ns))
+
+
+def _scrub_store(path: Path | None, scrubbed: dict[Path, tuple[int, ...]]) -> None:
+    """Scrub every HNSW segment of a local store whose files changed since their last scrub."""
+    if path is None:
+        return
+    for header in path.glob("*/header.bin"):
+        segment = header.parent
+        try:
+            if scrubbed.get(segment) != _stamp(segment) and scrub_segment(segment):
+                scrubbed[segment] = _stamp(segment)
+        except OSError:
+            continue
+
+
 class NoveltyIndex:
     def __init__(self, path: Path | None = None, *, url: str | None = None, prefix: str = ""):
+        self._path = None if url else path
+        self._scrubbed: dict[Path, tuple[int, ...]] = {}  # segment -> its files' sizes and times
         if url:
             parts = urlsplit(url)
             self._client = chromadb.HttpClient(
@@ -121,8 +180,18 @@ class NoveltyIndex:
         # Whether Chroma holds anything: counted once here, then kept up to date.
         self._stored = {name: col.count() > 0 for name, col in self._collections.items()}
         self._finalizer = weakref.finalize(
-            self, _flush_all, self._collections, self._buffers, self._lock, self._batch
+            self,
+            _flush_all,
+            self._collections,
+            self._buffers,
+            self._lock,
+            self._batch,
+            functools.partial(_scrub_store, self._path, self._scrubbed),
         )
+        self._scrub()
+
+    def _scrub(self) -> None:
+        _scrub_store(self._path, self._scrubbed)
 
     def nearest(
         self, collection: str, embedding: list[float], *, exclude: str | None = None
@@ -192,12 +261,14 @@ class NoveltyIndex:
         if ids:
             with self._lock:
                 self._stored[collection] = True
+                self._scrub()
 
     def _flush(self, collection: str) -> None:
         rows = self._buffers[collection].take()
         if rows:
             _write(self._collections[collection], rows, self._batch)
             self._stored[collection] = True
+            self._scrub()
 
     def flush(self, collection: str | None = None) -> None:
         """Write buffered adds to Chroma (all collections by default)."""
@@ -220,6 +291,7 @@ class NoveltyIndex:
                 for start in range(0, len(ids), self._batch):
                     col.delete(ids=ids[start : start + self._batch])
                 self._stored[collection] = col.count() > 0
+                self._scrub()
 
     def reconcile(self, collection: str, wanted: dict[str, str], embed: Any) -> tuple[int, int]:
         """Make the collection hold exactly ``wanted`` (id -> document); (added, removed)."""

@@ -96,3 +96,54 @@ def test_lookups_examine_ef_search_candidates_also_in_older_stores(tmp_path: Pat
         for collection in index._collections.values():
             hnsw = collection.configuration["hnsw"]
             assert (hnsw["space"], hnsw["ef_search"]) == ("cosine", vectors.EF_SEARCH)
+
+
+MARKER = b"sk-MARKER-in-freed-heap"
+
+
+def _plant(segment: Path) -> None:
+    """What chroma-core/chroma#7688 leaves: freed heap bytes past the stored elements."""
+    for name in ("length.bin", "data_level0.bin"):
+        with (segment / name).open("r+b") as file:
+            file.seek(-len(MARKER) - 8, 2)
+            file.write(MARKER)
+
+
+def _segments(root: Path) -> list[Path]:
+    return [header.parent for header in root.glob("*/header.bin")]
+
+
+def _leaks(root: Path) -> list[str]:
+    return [p.name for p in root.rglob("*") if p.is_file() and MARKER in p.read_bytes()]
+
+
+def test_unused_hnsw_capacity_holds_no_freed_memory(tmp_path: Path) -> None:
+    root = tmp_path / "chroma"
+    index = NoveltyIndex(root)
+    index.add(SAMPLES, "a", unit(0), "doc a")
+    index.flush()
+    segments = _segments(root)
+    assert segments, "Chroma wrote no HNSW segment"
+    for segment in segments:
+        _plant(segment)
+    assert _leaks(root)
+    index.add(SAMPLES, "b", unit(1), "doc b")
+    index.flush()  # a write: the changed files are scrubbed after it
+    assert _leaks(root) == []
+    for segment in segments:
+        _plant(segment)
+    index.close()
+    reopened = NoveltyIndex(root)  # a store left dirty by another process: scrubbed on open
+    assert _leaks(root) == []
+    assert reopened.nearest(SAMPLES, unit(1)).id == "b"
+    assert reopened.nearest(SAMPLES, unit(0)).id == "a"
+
+
+def test_a_segment_laid_out_otherwise_is_left_alone(tmp_path: Path) -> None:
+    segment = tmp_path / "segment"
+    segment.mkdir()
+    (segment / "header.bin").write_bytes(b"\x01" * 10)  # too short to be hnswlib's header
+    (segment / "length.bin").write_bytes(MARKER)
+    (segment / "data_level0.bin").write_bytes(MARKER)
+    assert vectors.scrub_segment(segment) is False
+    assert (segment / "length.bin").read_bytes() == MARKER
