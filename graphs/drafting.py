@@ -34,6 +34,11 @@ async def write(state: DraftState, runtime: Runtime[Context]) -> dict:
     ctx = runtime.context
     task = state["task"]
     revising = state.get("verdict") == "revise"
+    if not revising and ctx.store.written(task.draft_id):
+        # A batch resumed after a crash whose commit had already written this draft: run
+        # again, its checks would now see its own stored copy (a near-duplicate of itself)
+        # and pay for revisions of a sample that is already in the dataset.
+        return {"written": True}
     revision = state.get("revision", 0) + (1 if revising else 0)
     persona = ctx.store.persona_by_id[task.persona_id]["persona"]
     try:
@@ -130,7 +135,9 @@ async def check_novelty(state: DraftState, runtime: Runtime[Context]) -> dict:
 
 
 async def finish(state: DraftState) -> dict:
-    if state.get("aborted"):
+    if state.get("written"):
+        status = "written"
+    elif state.get("aborted"):
         status = "aborted"
     else:
         status = "accepted" if state.get("verdict") == "accept" else "rejected"
@@ -152,7 +159,8 @@ async def finish(state: DraftState) -> dict:
 
 
 def after_write(state: DraftState) -> Literal["critique", "finish"]:
-    return "finish" if state.get("aborted") or state.get("record") is None else "critique"
+    done = state.get("aborted") or state.get("written") or state.get("record") is None
+    return "finish" if done else "critique"
 
 
 def after_critique(state: DraftState) -> Literal["write", "check_novelty", "finish"]:

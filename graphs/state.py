@@ -28,7 +28,8 @@ class DraftOutcome(BaseModel):
     """What became of one draft; ``commit`` turns it into a dataset or rejected.jsonl row."""
 
     task: DraftTask
-    status: Literal["accepted", "rejected", "aborted"]
+    # written: its outcome was already in the run directory (a draft re-run on resume)
+    status: Literal["accepted", "rejected", "aborted", "written"]
     record: dict[str, Any] | None = None
     reason: str | None = None
     details: str = ""
@@ -84,3 +85,4 @@ class DraftState(DraftInput, DraftOutput, total=False):
     similarity: float | None
     unconfirmed: list[str]
     aborted: bool
+    written: bool  # the outcome was written before a crash: nothing to do

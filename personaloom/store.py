@@ -133,6 +133,10 @@ class RunStore:
         self._count_attempt(rejection)
         return True
 
+    def written(self, draft_id: str) -> bool:
+        """Whether the draft's outcome is in dataset.jsonl or rejected.jsonl."""
+        return draft_id in self.dataset.ids or draft_id in self.rejected.ids
+
     def add_persona(self, persona: dict[str, Any]) -> bool:
         if not self.personas.append(persona):
             return False

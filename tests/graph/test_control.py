@@ -115,3 +115,40 @@ def test_resume_after_lost_checkpoints_drafts_under_new_ids(make_spec, tmp_path:
     assert drafted_after and not drafted_after & written
     ids = [s["id"] for s in read_jsonl(first.run_dir / "dataset.jsonl")]
     assert len(ids) == len(set(ids))
+
+
+def test_resume_does_not_redraft_samples_already_written(make_spec, tmp_path: Path) -> None:
+    """A kill can land after a round's commit reached dataset.jsonl while the last checkpoint
+    still has that round's drafts pending: the resumed graph runs those drafts again. A draft
+    whose outcome is already written must cost nothing: re-checked against a store that now
+    holds it, it found itself as its own near-duplicate and was revised (new calls)."""
+    import sqlite3
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+    from personaloom.graphs import build_graph
+
+    from personaloom.runner import THREAD, checkpoint_serde
+    from personaloom.traces import TraceStore
+
+    first = run(make_spec(), out=tmp_path / "run")
+    assert first.status == "complete"
+    written = {r["id"] for r in read_jsonl(first.run_dir / "dataset.jsonl")}
+    written |= {r["id"] for r in read_jsonl(first.run_dir / "rejected.jsonl")}
+    path = first.run_dir / "checkpoints.sqlite"
+    with sqlite3.connect(path, check_same_thread=False) as conn:
+        app = build_graph().compile(checkpointer=SqliteSaver(conn, serde=checkpoint_serde()))
+        # The last checkpoint with a batch planned and its drafts not yet run.
+        target = next(s for s in app.get_state_history(THREAD) if set(s.next) == {"draft"})
+        batch = {t.draft_id for t in target.values["batch"]}
+        assert batch & written, "the rewound round has samples on disk"
+        checkpoint_id = target.config["configurable"]["checkpoint_id"]
+        conn.execute("DELETE FROM checkpoints WHERE checkpoint_id > ?", (checkpoint_id,))
+        conn.execute("DELETE FROM writes WHERE checkpoint_id >= ?", (checkpoint_id,))
+    before = max(c["id"] for c in TraceStore(first.run_dir / "traces.sqlite").calls())
+
+    second = run(resume=first.run_dir)
+    assert second.status == "complete"
+    calls = TraceStore(first.run_dir / "traces.sqlite").calls("id > ?", [before])
+    assert [c["sample_id"] for c in calls if c["sample_id"] in batch] == []
+    ids = [s["id"] for s in read_jsonl(first.run_dir / "dataset.jsonl")]
+    assert len(ids) == len(set(ids)) and set(ids) <= written
