@@ -48,8 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="keep the embedded local model running")
     serve.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
 
-    report = commands.add_parser("report", help="rewrite report.json of a run directory")
-    report.add_argument("run_dir", type=Path)
+    report = commands.add_parser(
+        "report", help="rewrite report.json, report.md and coverage.png of a run"
+    )
+    report.add_argument("run_dir", type=Path, help="a run directory")
 
     tui = commands.add_parser(
         "tui", help="run a spec supervised in the terminal dashboard", epilog=EPILOG
@@ -60,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     watch = commands.add_parser(
         "watch", help="follow a run started elsewhere in the dashboard, read-only"
     )
-    watch.add_argument("run_dir", type=Path)
+    watch.add_argument("run_dir", type=Path, help="a run directory, running or finished")
 
     trace_cli.add_parser(commands)
     return parser

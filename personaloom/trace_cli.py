@@ -36,7 +36,7 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 def add_parser(commands: argparse._SubParsersAction) -> None:
     traces = commands.add_parser(
         "traces",
-        help="inspect a run's LLM calls: list, show, lineage, export",
+        help="inspect a run's LLM calls: list, show, lineage, export, replay",
         description="List a run's LLM calls with totals per agent, or: "
         "traces show RUN_DIR CALL_ID | traces lineage RUN_DIR SAMPLE_ID | "
         "traces export RUN_DIR [--format jsonl|openai] [-o FILE]",
