@@ -345,11 +345,10 @@ def lineage_tree(store: TraceStore, run_dir: Path, sample_id: str) -> Tree:
             note = escape(str(data.get("feedback") or "")[:90])
             steps.append((event["ts"], f"[bold]verdict[/bold] {data['verdict']}{why}: {note}"))
         elif event["kind"] == "novelty":
-            nearest = data.get("neighbour_id") or "none"
+            nearest = data.get("neighbour_id")
             flag = " [red]duplicate[/red]" if data.get("duplicate") else ""
-            steps.append(
-                (event["ts"], f"novelty: nearest {nearest} at {data.get('similarity')}{flag}")
-            )
+            found = f"nearest {nearest} at {data.get('similarity')}" if nearest else None
+            steps.append((event["ts"], f"novelty: {found or 'nothing accepted yet'}{flag}"))
     for _, label in sorted(steps, key=lambda step: step[0]):
         drafts.add(label)
     if sample_id in accepted:
