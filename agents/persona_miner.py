@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from personaloom.agents.models import PersonaList, labelled_persona_model
@@ -17,8 +18,22 @@ def persona_labels(spec) -> dict[str, list[str]]:
     return {name: list(spec.traits[name].values) for name in spec.traits_from("persona")}
 
 
+# Where a description ends, whatever a model wrote after it: a tag (an echo of the prompt's
+# <text> data slot), the end of a JSON value written inside the string, or a new paragraph
+# (small models go on to answer as the persona).
+_DESCRIPTION_END = re.compile(r"</?[A-Za-z]\w*>|\"\s*[\]}]|\n\s*\n")
+
+
+def clean_description(text: str) -> str:
+    """A persona description as the miner asks for it: what comes before any echoed markup or
+    new paragraph, on one line."""
+    end = _DESCRIPTION_END.search(text)
+    return " ".join(text[: end.start() if end else None].split()).strip(" \"'")
+
+
 def read_personas(reply: Any, labels: dict[str, list[str]]) -> list[tuple[str, dict[str, str]]]:
-    """``(description, persona-trait labels)`` pairs from a plain or labelled reply."""
+    """``(description, persona-trait labels)`` pairs from a plain or labelled reply; a
+    description with nothing left once cleaned is dropped."""
     result = []
     for item in reply.personas:
         if isinstance(item, str):
@@ -26,8 +41,8 @@ def read_personas(reply: Any, labels: dict[str, list[str]]) -> list[tuple[str, d
         else:
             data = item.model_dump()
             text, tags = data.pop("persona"), {k: str(v) for k, v in data.items() if k in labels}
-        if text.strip():
-            result.append((text.strip(), tags))
+        if text := clean_description(text):
+            result.append((text, tags))
     return result
 
 
