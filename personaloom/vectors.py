@@ -31,6 +31,7 @@ import functools
 import struct
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,11 @@ def _write(
 
 
 def _flush_all(
-    collections: dict[str, Any], buffers: dict[str, _Buffer], lock: Any, batch: int, scrub: Any
+    collections: dict[str, Any],
+    buffers: dict[str, _Buffer],
+    lock: Any,
+    batch: int,
+    scrub: Callable[[], None],
 ) -> None:
     with lock:
         for name, buffer in buffers.items():
