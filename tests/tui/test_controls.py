@@ -87,10 +87,13 @@ async def test_review_rejects_and_approves(make_spec, tmp_path, wait_for) -> Non
     async with app.run_test(size=(140, 40)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, ReviewScreen))
         assert app.run_status() == "review"
-        first = app.screen.samples[0]["id"]
+        review = app.screen
+        first = review.samples[0]["id"]
         await pilot.press("x")  # reject the first
         await pilot.press("A")  # approve the rest of the batch
-        await wait_for(pilot, lambda: not isinstance(app.screen, ReviewScreen))
+        # The next batch's review can be up before a poll sees the dashboard in between:
+        # wait for this screen to go, then for the next one.
+        await wait_for(pilot, lambda: app.screen is not review)
         await wait_for(pilot, lambda: isinstance(app.screen, ReviewScreen))  # the next batch
         await pilot.press("v")  # review off: approves this batch, no more reviews
         assert not app.control.review
