@@ -161,8 +161,9 @@ def _scrub_store(path: Path | None, scrubbed: dict[Path, tuple[int, ...]]) -> No
 
 class NoveltyIndex:
     def __init__(self, path: Path | None = None, *, url: str | None = None, prefix: str = ""):
-        self._path = None if url else path
-        self._scrubbed: dict[Path, tuple[int, ...]] = {}  # segment -> its files' sizes and times
+        # Scrubs the local store's HNSW files; segment -> its files' sizes and times when last
+        # scrubbed. A partial, not a method, so the exit finalizer holds no reference to self.
+        self._scrub = functools.partial(_scrub_store, None if url else path, {})
         if url:
             parts = urlsplit(url)
             self._client = chromadb.HttpClient(
@@ -191,12 +192,9 @@ class NoveltyIndex:
             self._buffers,
             self._lock,
             self._batch,
-            functools.partial(_scrub_store, self._path, self._scrubbed),
+            self._scrub,
         )
         self._scrub()
-
-    def _scrub(self) -> None:
-        _scrub_store(self._path, self._scrubbed)
 
     def nearest(
         self, collection: str, embedding: list[float], *, exclude: str | None = None
