@@ -7,11 +7,14 @@ so a rerun or a resume does not embed the same text twice.
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
+import openai
 from pydantic import SecretStr
 
-from personaloom.llm.cache import ReplyCache, digest
+from personaloom.llm.cache import ReplyCache, digest, public_url
+from personaloom.llm.client import RETRYABLE, EndpointError, retry_delay
 
 
 class Embedder(Protocol):
@@ -21,7 +24,12 @@ class Embedder(Protocol):
 
 
 class OpenAIEmbedder:
-    """Embeddings from an OpenAI-compatible ``/v1/embeddings`` endpoint."""
+    """Embeddings from an OpenAI-compatible ``/v1/embeddings`` endpoint.
+
+    Retried here, like chat calls (a server's Retry-After honoured, up to ``max_retries``);
+    a request that still fails ends the run with an :class:`EndpointError` that names the
+    embeddings endpoint, resumable once it answers again.
+    """
 
     def __init__(
         self,
@@ -35,18 +43,38 @@ class OpenAIEmbedder:
         from langchain_openai import OpenAIEmbeddings
 
         self.name = f"openai:{model}"
+        self._where = f"the embeddings endpoint {public_url(base_url) or 'of the OpenAI API'}"
+        self._model = model
+        self.max_retries = max_retries
         self._client = OpenAIEmbeddings(
             model=model,
             base_url=base_url,
             api_key=api_key or SecretStr("not-needed"),
             timeout=timeout,
-            max_retries=max_retries,
+            max_retries=0,
             # Send text, not tiktoken ids: non-OpenAI servers expect strings.
             check_embedding_ctx_length=False,
         )
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        return self._client.embed_documents(texts)
+        failures = 0
+        while True:
+            try:
+                return self._client.embed_documents(texts)
+            except RETRYABLE as exc:
+                failures += 1
+                if failures > self.max_retries:
+                    raise self._failed(exc, f"after {failures} attempts") from None
+                time.sleep(retry_delay(exc, failures))
+            except openai.APIError as exc:
+                raise self._failed(exc, "") from None
+
+    def _failed(self, exc: Exception, attempts: str) -> EndpointError:
+        return EndpointError(
+            f"{self._where} (model {self._model!r}) failed{' ' + attempts if attempts else ''}: "
+            f"{type(exc).__name__}: {exc}; check embeddings.base_url / embeddings.model, "
+            "then resume the run with --resume"
+        )
 
 
 class CachedEmbedder:

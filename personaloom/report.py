@@ -14,8 +14,9 @@ from typing import Any
 
 from personaloom.agents.critic import main_text
 from personaloom.graphs.coverage import Ledger
+from personaloom.runlock import effective_status
 from personaloom.spec import Spec, read_words, total_target
-from personaloom.store import RunStore, load_run, write_json_atomic
+from personaloom.store import CHROMA, TRACES, RunStore, load_run, write_json_atomic
 from personaloom.traces import TraceStore
 
 
@@ -75,9 +76,12 @@ def build_report(
     stop_reason: str | None,
     vectors: dict[str, list[float]] | None = None,
     diversity: bool = True,
+    spent: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The report as a dict. ``vectors`` (sample id -> embedding) feed the embedding measures;
-    ``diversity=False`` skips the diversity measures (cheap enough for a live dashboard)."""
+    ``diversity=False`` skips the diversity measures (cheap enough for a live dashboard);
+    ``spent`` is run.json's count of calls and tokens, a floor under the trace store's (which
+    a deleted traces.sqlite would reset)."""
     ledger = Ledger.from_store(spec, store)
     # A run that ended complete or stalled had mined all it could: values no persona carries
     # were given up. Mid-run or after a budget, more personas might still carry them.
@@ -132,8 +136,8 @@ def build_report(
         "stagnant": ledger.stagnant() + no_persona,
         "rejections": dict(sorted(store.reasons.items())),
         "personas": len(store.persona_by_id),
-        "calls": usage.calls,
-        "tokens": usage.tokens,
+        "calls": max(usage.calls, (spent or {}).get("calls", 0)),
+        "tokens": max(usage.tokens, (spent or {}).get("tokens", 0)),
         "cache_hits": usage.cache_hits,
         "call_errors": usage.errors,
     }
@@ -334,15 +338,15 @@ def run_vectors(run_dir: Path) -> dict[str, list[float]]:
 
     if not (run_dir / "chroma").exists():
         return {}
-    return NoveltyIndex(run_dir / "chroma").vectors(SAMPLES)
+    return NoveltyIndex(run_dir / CHROMA).vectors(SAMPLES)
 
 
 def regenerate(run_dir: Path) -> Path:
     """Rebuild the report of any run directory from its files."""
     spec, meta = load_run(run_dir)
     store = RunStore(run_dir, readonly=True)
-    traces = TraceStore(run_dir / "traces.sqlite", readonly=True)
-    status = meta.get("status", "unknown")
+    traces = TraceStore(run_dir / TRACES, readonly=True)
+    status = effective_status(run_dir, meta)
     vectors = run_vectors(run_dir) if status != "running" else {}
     try:
         report = build_report(
@@ -352,6 +356,7 @@ def regenerate(run_dir: Path) -> Path:
             status=status,
             stop_reason=meta.get("stop_reason"),
             vectors=vectors,
+            spent=meta.get("spent"),
         )
     finally:
         traces.close()

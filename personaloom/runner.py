@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -52,10 +53,20 @@ from personaloom.graphs.state import DraftOutcome, DraftTask
 from personaloom.llm import LLM, Budget, Endpoint, ReplyCache
 from personaloom.llm.cache import default_cache_dir
 from personaloom.report import build_report, write_report
+from personaloom.runlock import RunLock
 from personaloom.spec import Spec, SpecError, load_spec
-from personaloom.store import RunStore, load_run, write_json_atomic
+from personaloom.store import (
+    CHECKPOINTS,
+    CHROMA,
+    RUN_JSON,
+    SPEC_YAML,
+    TRACES,
+    RunStore,
+    load_run,
+    write_json_atomic,
+)
 from personaloom.traces import TraceStore
-from personaloom.vectors import PERSONAS, SAMPLES, NoveltyIndex
+from personaloom.vectors import PERSONAS, SAMPLES, NoveltyIndex, discard_clients
 
 _EXIT_CODES = {"complete": EXIT_OK, "budget": EXIT_BUDGET, "stalled": EXIT_STALLED}
 RESUMABLE = ("running", "stopped")  # statuses a resume continues; the others are final
@@ -79,17 +90,21 @@ def _stderr(message: str) -> None:
 
 
 def new_run_dir(spec: Spec, out: Path | None) -> Path:
+    """Where a new run of ``spec`` goes; nothing is created yet."""
     run_dir = out or Path("runs") / f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
-    if (run_dir / "run.json").exists():
-        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    _refuse_existing_run(run_dir)
     return run_dir
 
 
-def _open_run(
+def _refuse_existing_run(run_dir: Path) -> None:
+    if (run_dir / RUN_JSON).exists():
+        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
+
+
+def _load_run(
     spec: Spec | str | Path | None, out: Path | None, resume: Path | None
 ) -> tuple[Spec, Path, dict]:
-    """The spec and run directory, new or resumed, and the run's metadata."""
+    """The spec, the run directory and the run's metadata; reads, writes nothing."""
     if resume is not None:
         frozen, meta = load_run(resume)
         if spec is not None:
@@ -104,8 +119,6 @@ def _open_run(
     if spec is None:
         raise ConfigError("give a spec to run, or --resume RUN_DIR")
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
-    run_dir = new_run_dir(spec, out)
-    (run_dir / "spec.yaml").write_text(yaml.safe_dump(spec.frozen(), sort_keys=False))
     meta = {
         "name": spec.name,
         "spec_dir": str(spec.base_dir.resolve()),
@@ -113,8 +126,26 @@ def _open_run(
         "elapsed_seconds": 0.0,
         "status": "running",
     }
-    write_json_atomic(run_dir / "run.json", meta)
-    return spec, run_dir, meta
+    return spec, new_run_dir(spec, out), meta
+
+
+def _claim_run(spec: Spec, run_dir: Path, meta: dict, *, new: bool) -> RunLock:
+    """Take the run directory's lock, then (only then) write to it: a new run's frozen spec
+    and run.json, or a resumed run's status, running again so that readers know."""
+    if new:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(run_dir).acquire()
+    try:
+        if new:
+            _refuse_existing_run(run_dir)  # again, under the lock: two `run --out D` at once
+            (run_dir / SPEC_YAML).write_text(yaml.safe_dump(spec.frozen(), sort_keys=False))
+        elif meta.get("status") != "running":
+            meta["status"], meta["stop_reason"] = "running", None
+        write_json_atomic(run_dir / RUN_JSON, meta)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def _embedder(
@@ -146,6 +177,7 @@ def _embedder(
             base_url=spec.embeddings.base_url or default.base_url,
             api_key=key,
             timeout=default.timeout,
+            max_retries=default.max_retries,
         )
     return CachedEmbedder(inner, cache) if cache is not None else inner
 
@@ -177,13 +209,88 @@ def embedded_model(
 
 
 def open_cache(spec: Spec, stack: ExitStack | AsyncExitStack) -> ReplyCache | None:
-    """The spec's reply cache (None when disabled), closed when ``stack`` closes."""
+    """The spec's reply cache (None when disabled), closed when ``stack`` closes.
+
+    A cache folder that cannot be used (not a folder, not writable, a damaged database) is a
+    configuration problem, named with what to do, before the run directory is made."""
     if not spec.cache.enabled:
         return None
     root = spec.resolve(spec.cache.dir) if spec.cache.dir else default_cache_dir()
-    cache = ReplyCache(root / "replies", size_limit_mb=spec.cache.size_limit_mb)
+    try:
+        cache = ReplyCache(root / "replies", size_limit_mb=spec.cache.size_limit_mb)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(
+            f"the reply cache at {root / 'replies'} cannot be used ({type(exc).__name__}: {exc}); "
+            "fix or remove that folder, point cache.dir or PERSONALOOM_CACHE_DIR elsewhere, "
+            "or set cache.enabled: false"
+        ) from None
     stack.callback(cache.close)
     return cache
+
+
+def _damaged(path: Path, exc: Exception, consequence: str) -> ConfigError:
+    """A run file that cannot be opened: name it and what moving it aside costs."""
+    return ConfigError(
+        f"{path} is damaged ({type(exc).__name__}: {exc}); move it aside "
+        f"(mv {path} {path}.damaged) and resume: {consequence}"
+    )
+
+
+def open_traces(run_dir: Path) -> TraceStore:
+    try:
+        return TraceStore(run_dir / TRACES)
+    except sqlite3.DatabaseError as exc:
+        raise _damaged(
+            run_dir / TRACES,
+            exc,
+            "the samples are kept; the call history is lost, and budgets count the calls "
+            f"{RUN_JSON} recorded",
+        ) from None
+
+
+def open_index(
+    run_dir: Path, spec: Spec, store: RunStore, embedder: Embedder, notice: Callable[[str], None]
+) -> NoveltyIndex:
+    """The run's Chroma store, holding exactly the run's samples and personas.
+
+    Chroma is derived data, so a store that cannot be opened or read is moved aside and
+    rebuilt from dataset.jsonl and personas.jsonl, with a notice naming both folders."""
+    path = run_dir / CHROMA
+    try:
+        return _reconciled(NoveltyIndex(path), spec, store, embedder)
+    except Exception as exc:  # noqa: BLE001 - Chroma raises many kinds for a damaged store
+        aside = path.with_name(f"{CHROMA}.damaged-{datetime.now():%Y%m%d-%H%M%S}")
+        discard_clients()  # Chroma keeps one client per path per process: drop the broken one
+        path.rename(aside)
+        notice(
+            f"{path} could not be read ({type(exc).__name__}: {exc}); moved it to {aside} "
+            "and rebuilding it from dataset.jsonl and personas.jsonl"
+        )
+        return _reconciled(NoveltyIndex(path), spec, store, embedder)
+
+
+def _reconciled(
+    index: NoveltyIndex, spec: Spec, store: RunStore, embedder: Embedder
+) -> NoveltyIndex:
+    index.reconcile(
+        SAMPLES, {s["id"]: text_of(spec, s["output"]) for s in store.dataset.rows}, embedder.embed
+    )
+    index.reconcile(PERSONAS, {p["id"]: p["persona"] for p in store.personas.rows}, embedder.embed)
+    return index
+
+
+def spent_before(meta: dict, usage: Any, run_dir: Path, notice: Callable[[str], None]) -> Any:
+    """Calls and tokens spent so far: the trace store's count, never below what run.json
+    recorded (a deleted or replaced traces.sqlite must not reset a budget)."""
+    recorded = meta.get("spent") or {}
+    calls, tokens = recorded.get("calls", 0), recorded.get("tokens", 0)
+    if usage.calls < calls:
+        notice(
+            f"{run_dir / TRACES} holds {usage.calls} calls where {RUN_JSON} recorded {calls}: "
+            "its call history was lost; budgets count the recorded calls (any made after "
+            "they were last recorded are not counted)"
+        )
+    return max(usage.calls, calls), max(usage.tokens, tokens)
 
 
 async def arun(
@@ -210,14 +317,14 @@ async def arun(
     """
     overrides = overrides or Overrides()
     control = control or RunControl()
-    spec, run_dir, meta = _open_run(spec, out, resume)
+    spec, run_dir, meta = _load_run(spec, out, resume)
     endpoints, needs_local = resolve_endpoints(spec, overrides)
-    if meta.get("status") != "running":  # a resumed run is running again: readers must know
-        meta["status"], meta["stop_reason"] = "running", None
-        write_json_atomic(run_dir / "run.json", meta)
     started = time.monotonic()
     status, stop_reason = "interrupted", "interrupted"
     async with AsyncExitStack() as stack:
+        # Everything that can be wrong with the configuration is found before the run
+        # directory is touched: a failed start leaves no half-made run behind.
+        cache = open_cache(spec, stack)
         start_embedded = None
         if needs_local:
             from personaloom.local.server import TINY_MODEL_NOTICE
@@ -226,16 +333,17 @@ async def arun(
             endpoints, start_embedded = embedded_model(
                 endpoints, run_dir, stack, local_model_niceness
             )
-        traces = TraceStore(run_dir / "traces.sqlite")
+        embedder = _embedder(spec, overrides, endpoints, cache)
+        stack.callback(_claim_run(spec, run_dir, meta, new=resume is None).release)
+        traces = open_traces(run_dir)
         stack.callback(traces.close)
-        cache = open_cache(spec, stack)
-        usage = traces.usage()
+        calls, tokens = spent_before(meta, traces.usage(), run_dir, notice)
         budget = Budget(
             max_calls=spec.budget.max_calls,
             max_tokens=spec.budget.max_tokens,
             max_seconds=spec.budget.max_seconds,
-            calls=usage.calls,
-            tokens=usage.tokens,
+            calls=calls,
+            tokens=tokens,
             elapsed_before=meta.get("elapsed_seconds", 0.0),
         )
         llm = LLM(
@@ -245,23 +353,11 @@ async def arun(
             cache=cache,
             concurrency=spec.concurrency,
             start_embedded=start_embedded,
+            notice=notice,
         )
         stack.push_async_callback(llm.aclose)
         store = RunStore(run_dir)
-        embedder = _embedder(spec, overrides, endpoints, cache)
-        index = NoveltyIndex(run_dir / "chroma")
-        await asyncio.to_thread(
-            index.reconcile,
-            SAMPLES,
-            {s["id"]: text_of(spec, s["output"]) for s in store.dataset.rows},
-            embedder.embed,
-        )
-        await asyncio.to_thread(
-            index.reconcile,
-            PERSONAS,
-            {p["id"]: p["persona"] for p in store.personas.rows},
-            embedder.embed,
-        )
+        index = await asyncio.to_thread(open_index, run_dir, spec, store, embedder, notice)
         events = EventSink(traces, list(listeners), list(detail_listeners))
         ctx = Context(
             spec=spec,
@@ -273,17 +369,9 @@ async def arun(
             events=events,
             control=control,
         )
-        conn = await stack.enter_async_context(
-            aiosqlite.connect(str(run_dir / "checkpoints.sqlite"))
-        )
-        # WAL (the saver's own setting) with NORMAL sync: a commit survives a crash of this
-        # process, only a power cut can lose the last ones, and a lost checkpoint costs
-        # nothing but replanning (graphs/planner.first_free_round). FULL syncs every write.
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        checkpointer = AsyncSqliteSaver(conn, serde=checkpoint_serde())
-        app = build_graph().compile(checkpointer=checkpointer)
-        snapshot = await app.aget_state(THREAD)
+        app, snapshot = await _open_checkpoints(run_dir, stack)
         values = snapshot.values or {}
+        events.listeners.append(_SpentRecorder(run_dir, meta, budget))
         events.emit(
             "run_started",
             run_dir=str(run_dir),
@@ -307,21 +395,65 @@ async def arun(
             status, stop_reason = "error", f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            vectors = await asyncio.to_thread(index.vectors, SAMPLES)
-            report = build_report(
-                spec, store, traces, status=status, stop_reason=stop_reason, vectors=vectors
-            )
-            write_report(run_dir, report)
+            # run.json first: it is quick, and a second Ctrl-C during the slower report
+            # must not leave the run marked running.
             meta["elapsed_seconds"] = round(
                 meta.get("elapsed_seconds", 0.0) + time.monotonic() - started, 3
             )
             meta["status"] = status
             meta["stop_reason"] = stop_reason
-            write_json_atomic(run_dir / "run.json", meta)
+            meta["spent"] = {"calls": budget.calls, "tokens": budget.tokens}
+            write_json_atomic(run_dir / RUN_JSON, meta)
+            vectors = await asyncio.to_thread(index.vectors, SAMPLES)
+            report = build_report(
+                spec,
+                store,
+                traces,
+                status=status,
+                stop_reason=stop_reason,
+                vectors=vectors,
+                spent=meta["spent"],
+            )
+            write_report(run_dir, report)
             events.emit(
                 "run_finished", status=status, stop_reason=stop_reason, accepted=store.accepted
             )
     return RunResult(run_dir=run_dir, status=status, stop_reason=stop_reason, report=report)
+
+
+async def _open_checkpoints(run_dir: Path, stack: AsyncExitStack) -> tuple[Any, Any]:
+    """The graph compiled over the run's SQLite checkpointer, and its saved state."""
+    path = run_dir / CHECKPOINTS
+    conn = await stack.enter_async_context(aiosqlite.connect(str(path)))
+    try:
+        # WAL (the saver's own setting) with NORMAL sync: a commit survives a crash of this
+        # process, only a power cut can lose the last ones, and a lost checkpoint costs
+        # nothing but replanning (graphs/planner.first_free_round). FULL syncs every write.
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        app = build_graph().compile(checkpointer=AsyncSqliteSaver(conn, serde=checkpoint_serde()))
+        return app, await app.aget_state(THREAD)
+    except sqlite3.DatabaseError as exc:
+        raise _damaged(
+            path, exc, "the run continues from dataset.jsonl, planning the drafts still needed"
+        ) from None
+
+
+class _SpentRecorder:
+    """Keeps run.json's count of spent calls and tokens current (at most every few seconds),
+    so that budgets survive the loss of traces.sqlite even after a kill."""
+
+    EVERY = 2.0
+
+    def __init__(self, run_dir: Path, meta: dict, budget: Budget):
+        self.run_dir, self.meta, self.budget = run_dir, meta, budget
+        self._last = 0.0
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.EVERY:
+            self._last = now
+            self.meta["spent"] = {"calls": self.budget.calls, "tokens": self.budget.tokens}
+            write_json_atomic(self.run_dir / RUN_JSON, self.meta)
 
 
 async def _drive(app: Any, graph_input: Any, ctx: Context, reviewer: Reviewer | None) -> dict:

@@ -87,6 +87,43 @@ class Task(_Strict):
             raise ValueError("needs at least one field")
         return value
 
+    @model_validator(mode="after")
+    def _examples_are_records(self) -> Task:
+        """Each few-shot example is a record of the task's output: the same fields, with
+        their types (the writer is shown them as what a good answer looks like)."""
+        fields = output_fields(self.output)
+        problems = []
+        for i, example in enumerate(self.examples):
+            unknown = sorted(set(example) - set(fields))
+            missing = [name for name in fields if name not in example]
+            if unknown:
+                problems.append(f"examples[{i}]: fields {unknown} are not in task.output")
+            if missing:
+                problems.append(f"examples[{i}]: missing output fields {missing}")
+            for name, kind in fields.items():
+                if name in example and not _has_type(example[name], kind):
+                    problems.append(
+                        f"examples[{i}].{name}: expected {_type_name(kind)}, "
+                        f"got {type(example[name]).__name__}"
+                    )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _has_type(value: Any, kind: Any) -> bool:
+    if kind is list[str]:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _type_name(kind: Any) -> str:
+    return "a list of strings" if kind is list[str] else kind.__name__
+
 
 def output_fields(output: dict[str, Any]) -> dict[str, Any]:
     """Map a task's ``output`` (simple mapping or JSON schema) to ``{name: python type}``."""
@@ -155,9 +192,23 @@ class Trait(_Strict):
     @field_validator("values")
     @classmethod
     def _unique(cls, values: list[str]) -> list[str]:
+        """Values are told apart as a reader would: `formal`, `Formal` and `"formal "` are one
+        value given three times (the critic and the report could not keep them apart)."""
         dupes = sorted({v for v in values if values.count(v) > 1})
         if dupes:
             raise ValueError(f"duplicate values: {dupes}")
+        padded = [v for v in values if v != v.strip() or not v.strip()]
+        if padded:
+            raise ValueError(f"values must not be empty or start or end with spaces: {padded}")
+        seen: dict[str, list[str]] = {}
+        for value in values:
+            seen.setdefault(value.casefold(), []).append(value)
+        same = [group for group in seen.values() if len(group) > 1]
+        if same:
+            raise ValueError(
+                "values that differ only in case are one value given twice: "
+                + "; ".join(" and ".join(repr(v) for v in group) for group in same)
+            )
         return values
 
     @model_validator(mode="after")
@@ -466,6 +517,76 @@ def parse_spec(data: Any, *, source: str = "<spec>", base_dir: Path | None = Non
     return spec
 
 
+MAX_YAML_NODES = 100_000  # values a spec may hold once its aliases are expanded
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load``, refusing aliases that expand past MAX_YAML_NODES values.
+
+    PyYAML builds an alias as a shared reference, cheaply; everything after it (validation,
+    the frozen spec, prompts) copies it out, so nine nested aliases of ten made a 5.8 GB
+    process. The expanded size is counted on the composed node graph, before anything is
+    built from it.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            expanded = _expanded_size(node, {})
+            if expanded > MAX_YAML_NODES:
+                raise SpecError(
+                    source,
+                    [
+                        (
+                            "",
+                            f"YAML aliases (*name) expand to more than {MAX_YAML_NODES:,} "
+                            "values: write the values out, or use fewer aliases",
+                        )
+                    ],
+                )
+        return loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = f"invalid YAML: {where}{getattr(exc, 'problem', exc)}"
+        raise SpecError(source, [("", problem)]) from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Values under ``node`` with every alias expanded (each node counted once, memoised;
+    a recursive alias counts as unbounded). Iterative: a deep spec cannot hit the stack."""
+    stack: list[tuple[yaml.Node, bool]] = [(node, False)]
+    visiting: set[int] = set()
+    while stack:
+        current, children_done = stack.pop()
+        key = id(current)
+        if key in sizes:
+            continue
+        if isinstance(current, yaml.ScalarNode):
+            sizes[key] = 1
+            continue
+        children = (
+            [n for pair in current.value for n in pair]
+            if isinstance(current, yaml.MappingNode)
+            else list(current.value)
+        )
+        if children_done:
+            visiting.discard(key)
+            sizes[key] = min(1 + sum(sizes[id(c)] for c in children), 10 * MAX_YAML_NODES)
+            continue
+        if key in visiting:
+            return 10 * MAX_YAML_NODES  # a recursive alias: endless once expanded
+        visiting.add(key)
+        stack.append((current, True))
+        for child in children:
+            if id(child) in visiting:
+                return 10 * MAX_YAML_NODES
+            stack.append((child, False))
+    return sizes[id(node)]
+
+
 def load_spec(path: str | Path, *, check_files: bool = True) -> Spec:
     """Read, validate and (by default) check the files a spec names."""
     path = Path(path)
@@ -476,13 +597,7 @@ def load_spec(path: str | Path, *, check_files: bool = True) -> Spec:
         raise SpecError(source, [("", "file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(source, [("", f"cannot read: {exc}")]) from None
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = f"invalid YAML: {where}{getattr(exc, 'problem', exc)}"
-        raise SpecError(source, [("", problem)]) from None
+    data = load_yaml(raw, source)
     spec = parse_spec(data, source=source, base_dir=path.resolve().parent)
     if check_files:
         problems = check_spec_files(spec)
@@ -546,6 +661,13 @@ def check_spec_files(spec: Spec) -> list[tuple[str, str]]:
             problems.append((f"prompts.{role}", f"file not found: {file}"))
         elif problem := _text_problem(file):
             problems.append((f"prompts.{role}", problem))
+        else:
+            from personaloom.prompts import load_template
+
+            try:
+                load_template(role, file)
+            except ValueError as exc:
+                problems.append((f"prompts.{role}", str(exc)))
     return problems
 
 

@@ -14,14 +14,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from personaloom.errors import ConfigError
-from personaloom.spec import Spec, parse_spec
+from personaloom.spec import Spec, load_yaml, parse_spec
 
+# The run directory's files (docs/run-directory.md).
 DATASET = "dataset.jsonl"
 REJECTED = "rejected.jsonl"
 PERSONAS = "personas.jsonl"
+RUN_JSON = "run.json"
+SPEC_YAML = "spec.yaml"
+TRACES = "traces.sqlite"
+CHECKPOINTS = "checkpoints.sqlite"
+CHROMA = "chroma"
 
 
 class StoreError(Exception):
@@ -159,16 +163,27 @@ class RunStore:
 
 def load_run(run_dir: Path) -> tuple[Spec, dict[str, Any]]:
     """A run directory's frozen spec (paths resolved as when it started) and ``run.json``."""
-    meta_path = run_dir / "run.json"
+    meta_path = run_dir / RUN_JSON
     if not meta_path.exists():
-        raise ConfigError(f"{run_dir} is not a run directory (no run.json)")
-    meta = json.loads(meta_path.read_text())
-    spec_path = run_dir / "spec.yaml"
-    spec = parse_spec(
-        yaml.safe_load(spec_path.read_text()),
-        source=str(spec_path),
-        base_dir=Path(meta["spec_dir"]),
-    )
+        raise ConfigError(f"{run_dir} is not a run directory (no {RUN_JSON})")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or not isinstance(meta.get("spec_dir"), str):
+            raise ValueError("expected an object with spec_dir")
+    except (ValueError, OSError) as exc:
+        raise ConfigError(
+            f"{meta_path} is damaged ({exc}); restore it (it holds the run's name, spec_dir, "
+            "created, elapsed_seconds and status) or start a new run"
+        ) from None
+    spec_path = run_dir / SPEC_YAML
+    try:
+        data = load_yaml(spec_path.read_text(encoding="utf-8"), str(spec_path))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"{spec_path} (the run's frozen spec) cannot be read ({exc}); restore it, "
+            "or start a new run"
+        ) from None
+    spec = parse_spec(data, source=str(spec_path), base_dir=Path(meta["spec_dir"]))
     return spec, meta
 
 

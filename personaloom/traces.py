@@ -101,7 +101,7 @@ class CallRecord:
 class Usage:
     """Totals the budget and the report need."""
 
-    calls: int = 0  # endpoint requests made (cache hits excluded)
+    calls: int = 0  # endpoint requests answered (cache hits and failed requests excluded)
     tokens: int = 0
     cache_hits: int = 0
     errors: int = 0
@@ -262,7 +262,7 @@ class TraceStore:
         with self._lock:
             row = self._db.execute(
                 """SELECT
-                     COALESCE(SUM(CASE WHEN cache_hit = 0 THEN 1 END), 0),
+                     COALESCE(SUM(CASE WHEN cache_hit = 0 AND status != 'error' THEN 1 END), 0),
                      COALESCE(SUM(COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)), 0),
                      COALESCE(SUM(cache_hit), 0),
                      COALESCE(SUM(CASE WHEN status != 'ok' THEN 1 END), 0)

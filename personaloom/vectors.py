@@ -159,6 +159,20 @@ def _scrub_store(path: Path | None, scrubbed: dict[Path, tuple[int, ...]]) -> No
             continue
 
 
+def discard_clients(path: Path) -> None:
+    """Forget Chroma's process-wide client for the store at ``path``: Chroma hands out one
+    system per path, so a store that failed to open would otherwise be reused as it was."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    system = SharedSystemClient._identifier_to_system.pop(str(path), None)
+    SharedSystemClient._identifier_to_refcount.pop(str(path), None)
+    if system is not None:
+        try:
+            system.stop()
+        except Exception:  # noqa: BLE001, S110 - a broken store may not stop cleanly either
+            pass
+
+
 class NoveltyIndex:
     def __init__(self, path: Path | None = None, *, url: str | None = None, prefix: str = ""):
         # Scrubs the local store's HNSW files; segment -> its files' sizes and times when last

@@ -3,8 +3,9 @@
 A template is Jinja, rendered by a sandboxed environment with ``StrictUndefined`` (a typo in a
 variable name fails loudly instead of rendering an empty string). It may start with YAML
 front-matter between ``---`` lines holding call defaults (for example ``temperature``). The
-rendered body is split into chat messages at lines that are exactly ``[system]``, ``[user]``
-or ``[assistant]``.
+template's *source* is split into chat messages at lines that are exactly ``[system]``,
+``[user]`` or ``[assistant]``, and each message is rendered on its own: what a variable
+renders to can never start or end a message, whatever lines it holds.
 
 Untrusted text (corpus texts, persona descriptions, drafts) goes through the ``data`` filter,
 which strips our delimiter tags so a text cannot close its own data slot.
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import StrictUndefined, Template
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _ROLE_LINE = re.compile(r"^\[(system|user|assistant)\]\s*$", re.MULTILINE)
@@ -39,10 +40,21 @@ _ENV.filters["data"] = _data
 
 
 @functools.lru_cache(maxsize=64)
-def _compile(source: str) -> Template:
-    """A template's body, compiled: Jinja's compile (and the front matter's YAML) once per
-    template text, not on every call."""
-    return _ENV.from_string(_split_front_matter(source)[1])
+def _compile(source: str) -> tuple[tuple[str, Template], ...]:
+    """A template's messages, each role with its compiled body: Jinja's compile (and the
+    front matter's YAML) once per template text, not on every call."""
+    return tuple((role, _ENV.from_string(body)) for role, body in _sections(source))
+
+
+def _sections(source: str) -> list[tuple[str, str]]:
+    """``(role, template text)`` per message of a template's body, split at its role lines."""
+    parts = _ROLE_LINE.split(_split_front_matter(source)[1])
+    if parts[0].strip():
+        raise ValueError("text before the first [system]/[user] line")
+    sections = list(zip(parts[1::2], parts[2::2], strict=True))
+    if not sections:
+        raise ValueError("no [system] or [user] section")
+    return sections
 
 
 @dataclass(frozen=True)
@@ -59,17 +71,10 @@ class PromptTemplate:
 
     def render(self, **variables: Any) -> list[dict[str, str]]:
         """Render to chat messages ``[{"role": ..., "content": ...}]``."""
-        text = _compile(self.source).render(**variables)
-        parts = _ROLE_LINE.split(text)
-        if parts[0].strip():
-            raise ValueError(f"prompt {self.name}: text before the first [system]/[user] line")
-        messages = [
-            {"role": role, "content": content.strip()}
-            for role, content in zip(parts[1::2], parts[2::2], strict=True)
+        return [
+            {"role": role, "content": body.render(**variables).strip()}
+            for role, body in _compile(self.source)
         ]
-        if not messages:
-            raise ValueError(f"prompt {self.name}: no [system] or [user] section")
-        return messages
 
     @property
     def body(self) -> str:
@@ -97,5 +102,8 @@ def load_template(role: str, override: str | Path | None = None) -> PromptTempla
         source = resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
     defaults, _ = _split_front_matter(source)
     template = PromptTemplate(name=name, source=source, defaults=defaults)
-    _ENV.parse(template.body)  # fail now on a syntax error, not mid-run
+    try:  # fail now on a syntax error or a missing role line, not mid-run
+        _compile(source)
+    except (ValueError, TemplateSyntaxError) as exc:
+        raise ValueError(f"prompt {name}: {exc}") from None
     return template

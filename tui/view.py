@@ -17,11 +17,10 @@ from typing import Any
 
 from personaloom.corpus import MAX_TEXT_CHARS
 from personaloom.report import build_report
+from personaloom.runlock import effective_status
 from personaloom.spec import Spec
-from personaloom.store import RunStore, load_run
+from personaloom.store import RUN_JSON, TRACES, RunStore, load_run
 from personaloom.traces import TraceStore
-
-TRACES = "traces.sqlite"
 
 # Issue 4's report computes diversity metrics (embeddings) unless told not to; the dashboard
 # rebuilds the report every few seconds and must stay cheap. Older reports have no keyword.
@@ -61,14 +60,15 @@ class ViewLoader:
 
     def load(self) -> RunView:
         started = time.perf_counter()
-        meta = json.loads((self.run_dir / "run.json").read_text())  # written atomically
+        meta = json.loads((self.run_dir / RUN_JSON).read_text())  # written atomically
         store = RunStore(self.run_dir, readonly=True)
         report = build_report(
             self.spec,
             store,
             self.traces(),
-            status=meta.get("status", "unknown"),
+            status=effective_status(self.run_dir, meta),
             stop_reason=meta.get("stop_reason"),
+            spent=meta.get("spent"),
             **_CHEAP,
         )
         took = time.perf_counter() - started

@@ -44,6 +44,13 @@ class Budget:
                 raise BudgetExhausted(limit)
             self.calls += 1
 
+    def refund(self) -> None:
+        """Give back a reserved call that got no reply (a timeout, a refused connection):
+        budgets count what the endpoint served; failed attempts are bounded by the retry
+        limits and by the endpoint checks in the LLM layer instead."""
+        with self._lock:
+            self.calls = max(0, self.calls - 1)
+
     def add_tokens(self, tokens: int) -> None:
         with self._lock:
             self.tokens += tokens

@@ -35,6 +35,10 @@ RETRYABLE = (
     openai.InternalServerError,
 )
 MAX_RETRY_AFTER = 120.0
+# Requests in a row that timed out (no reply from the endpoint in between) after which the
+# endpoint counts as unable to serve the run, like an unreachable one: the run stops with
+# an error and stays resumable, instead of failing every draft until the budget is gone.
+TIMEOUT_TRIP = 8
 
 
 @dataclass(frozen=True)
@@ -114,8 +118,11 @@ class LLM:
         cache: ReplyCache | None = None,
         concurrency: int = 4,
         start_embedded: Callable[[], Awaitable[str]] | None = None,
+        notice: Callable[[str], None] | None = None,
     ):
         self.endpoints = endpoints
+        self._notice = notice or (lambda message: None)
+        self._timeouts: dict[str | None, int] = {}  # base URL -> requests timed out in a row
         self.traces = traces
         self.budget = budget
         self.cache = cache
@@ -286,6 +293,9 @@ class LLM:
                     record.status, record.error = "error", f"{type(exc).__name__}: {exc}"
                     record.latency_ms = (time.perf_counter() - started) * 1000
                     self.traces.record_call(record)
+                    self.budget.refund()  # no reply: nothing was served or paid for
+                    if isinstance(exc, openai.APITimeoutError):
+                        self._timed_out(endpoint)
                     if probing and attempt == 1 and isinstance(exc, openai.InternalServerError):
                         # llama.cpp's server answers an unsupported response_format with a 500.
                         raise _Unsupported(str(exc)) from None
@@ -306,6 +316,7 @@ class LLM:
                     continue
                 record.latency_ms = (time.perf_counter() - started) * 1000
                 self._answered.add(endpoint.base_url)
+                self._timeouts.pop(endpoint.base_url, None)
                 record.prompt_tokens = usage.get("input_tokens")
                 record.completion_tokens = usage.get("output_tokens")
                 if self.cache is not None:
@@ -329,6 +340,23 @@ class LLM:
             record.parsed = result.model_dump(mode="json")
             self.traces.record_call(record)
             return result
+
+    def _timed_out(self, endpoint: Endpoint) -> None:
+        """Count a timed-out request; say so on the first, stop the run at TIMEOUT_TRIP."""
+        count = self._timeouts.get(endpoint.base_url, 0) + 1
+        self._timeouts[endpoint.base_url] = count
+        where = public_url(endpoint.base_url) or "the OpenAI API"
+        if count == 1:
+            self._notice(
+                f"warning: a request to {where} timed out after {endpoint.timeout:g} s; "
+                f"retrying (the run stops after {TIMEOUT_TRIP} timeouts in a row)"
+            )
+        if count >= TIMEOUT_TRIP:
+            raise EndpointError(
+                f"{where} did not answer {count} requests in a row within {endpoint.timeout:g} s "
+                f"(model {endpoint.model!r}); check that the server is up and not overloaded, "
+                "or raise models.*.timeout, then resume the run with --resume"
+            )
 
     async def _request(
         self,
