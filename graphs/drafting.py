@@ -40,6 +40,10 @@ async def write(state: DraftState, runtime: Runtime[Context]) -> dict:
         # and pay for revisions of a sample that is already in the dataset.
         return {"written": True}
     revision = state.get("revision", 0) + (1 if revising else 0)
+    if task.persona_id not in ctx.store.persona_by_id:
+        # Assigned before a kill that tore personas.jsonl's last line, which was cut off:
+        # nothing of this draft was written, so it is planned again with a persona we have.
+        return {"aborted": True, "revision": revision, "details": "persona_lost"}
     persona = ctx.store.persona_by_id[task.persona_id]["persona"]
     try:
         record = await writer.write(

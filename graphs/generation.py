@@ -111,7 +111,8 @@ async def commit(state: GenerationState, runtime: Runtime[Context]) -> dict[str,
     accepted = 0
     for outcome in outcomes:
         if outcome.status == "aborted":
-            ctx.events.emit("draft_aborted", sample_id=outcome.task.draft_id, reason="budget")
+            reason = outcome.details or "budget"
+            ctx.events.emit("draft_aborted", sample_id=outcome.task.draft_id, reason=reason)
         elif outcome.status == "written" or outcome.task.draft_id in ctx.store.dataset.ids:
             continue  # written before a crash; this draft or this commit is a re-run
         elif outcome.status == "accepted" and await _accept(ctx, outcome):

@@ -18,7 +18,7 @@ from typing import Any
 
 from personaloom import __version__, trace_cli
 from personaloom.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigError
-from personaloom.spec import SpecError, load_spec, total_target
+from personaloom.spec import SpecError, budget_warning, load_spec, total_target
 
 EPILOG = """exit codes: 0 all targets met, 1 error, 2 invalid spec/arguments,
 3 budget ended the run first, 4 stalled, 130 interrupted (resume with --resume RUN_DIR)"""
@@ -112,6 +112,15 @@ def _validate(args: argparse.Namespace) -> int:
     print(f"{args.spec}: ok — {spec.name}, {total_target(spec)} samples needed at least")
     for trait, values in targets.items():
         print(f"  {trait}: " + ", ".join(f"{v}={t}" for v, t in values.items()))
+    if warning := budget_warning(spec):
+        print(f"warning: {warning}", file=sys.stderr)
+    from personaloom.corpus import MAX_TEXT_CHARS, Corpus
+
+    if long := Corpus(spec).long_texts():
+        print(
+            f"note: {long} corpus text(s) are longer than {MAX_TEXT_CHARS} characters; "
+            f"personas are mined from the first {MAX_TEXT_CHARS} of each"
+        )
     return EXIT_OK
 
 

@@ -42,16 +42,26 @@ class Corpus:
     def __len__(self) -> int:
         return len(self._refs)
 
-    def text(self, index: int) -> tuple[str, str]:
-        """``(text_id, text)`` of the index-th text."""
+    def long_texts(self) -> int:
+        """How many texts are longer than MAX_TEXT_CHARS (and so are cut); reads them all."""
+        count = 0
+        for index, ref in enumerate(self._refs):
+            if ref.offset is None and ref.path.stat().st_size <= MAX_TEXT_CHARS:
+                continue  # bytes >= characters: too short to be cut, without reading it
+            count += len(self._raw(index).strip()) > MAX_TEXT_CHARS
+        return count
+
+    def _raw(self, index: int) -> str:
         ref = self._refs[index]
         if ref.offset is None:
-            text = ref.path.read_text(encoding="utf-8")
-        else:
-            with ref.path.open("rb") as handle:
-                handle.seek(ref.offset)
-                text = json.loads(handle.readline())[ref.field]
-        return ref.text_id, text.strip()[:MAX_TEXT_CHARS]
+            return ref.path.read_text(encoding="utf-8")
+        with ref.path.open("rb") as handle:
+            handle.seek(ref.offset)
+            return json.loads(handle.readline())[ref.field]
+
+    def text(self, index: int) -> tuple[str, str]:
+        """``(text_id, text)`` of the index-th text."""
+        return self._refs[index].text_id, self._raw(index).strip()[:MAX_TEXT_CHARS]
 
 
 def _relative(path: Path, base: Path) -> str:

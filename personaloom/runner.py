@@ -54,7 +54,7 @@ from personaloom.llm import LLM, Budget, Endpoint, ReplyCache
 from personaloom.llm.cache import default_cache_dir
 from personaloom.report import build_report, write_report
 from personaloom.runlock import RunLock
-from personaloom.spec import Spec, SpecError, load_spec
+from personaloom.spec import Spec, SpecError, budget_warning, load_spec
 from personaloom.store import (
     CHECKPOINTS,
     CHROMA,
@@ -131,7 +131,7 @@ def _load_run(
 
 def _claim_run(spec: Spec, run_dir: Path, meta: dict, *, new: bool) -> RunLock:
     """Take the run directory's lock, then (only then) write to it: a new run's frozen spec
-    and run.json, or a resumed run's status, running again so that readers know."""
+    and run.json."""
     if new:
         run_dir.mkdir(parents=True, exist_ok=True)
     lock = RunLock(run_dir).acquire()
@@ -139,9 +139,7 @@ def _claim_run(spec: Spec, run_dir: Path, meta: dict, *, new: bool) -> RunLock:
         if new:
             _refuse_existing_run(run_dir)  # again, under the lock: two `run --out D` at once
             (run_dir / SPEC_YAML).write_text(yaml.safe_dump(spec.frozen(), sort_keys=False))
-        elif meta.get("status") != "running":
-            meta["status"], meta["stop_reason"] = "running", None
-        write_json_atomic(run_dir / RUN_JSON, meta)
+            write_json_atomic(run_dir / RUN_JSON, meta)
     except BaseException:
         lock.release()
         raise
@@ -260,7 +258,7 @@ def open_index(
         return _reconciled(NoveltyIndex(path), spec, store, embedder)
     except Exception as exc:  # noqa: BLE001 - Chroma raises many kinds for a damaged store
         aside = path.with_name(f"{CHROMA}.damaged-{datetime.now():%Y%m%d-%H%M%S}")
-        discard_clients()  # Chroma keeps one client per path per process: drop the broken one
+        discard_clients(path)  # Chroma keeps one client per path per process: drop the broken one
         path.rename(aside)
         notice(
             f"{path} could not be read ({type(exc).__name__}: {exc}); moved it to {aside} "
@@ -318,6 +316,8 @@ async def arun(
     overrides = overrides or Overrides()
     control = control or RunControl()
     spec, run_dir, meta = _load_run(spec, out, resume)
+    if resume is None and (warning := budget_warning(spec)):
+        notice(f"warning: {warning}")
     endpoints, needs_local = resolve_endpoints(spec, overrides)
     started = time.monotonic()
     status, stop_reason = "interrupted", "interrupted"
@@ -371,6 +371,9 @@ async def arun(
         )
         app, snapshot = await _open_checkpoints(run_dir, stack)
         values = snapshot.values or {}
+        if meta.get("status") != "running":  # every file opened: readers must know it runs
+            meta["status"], meta["stop_reason"] = "running", None
+            write_json_atomic(run_dir / RUN_JSON, meta)
         events.listeners.append(_SpentRecorder(run_dir, meta, budget))
         events.emit(
             "run_started",

@@ -707,6 +707,26 @@ def total_target(spec: Spec) -> int:
     return max([spec.total or 0, *per_trait, *per_joint])
 
 
+def fewest_calls(spec: Spec) -> int:
+    """A lower bound on the endpoint calls meeting every target takes: a writer and a critic
+    call per accepted sample, and the mining calls for personas enough to write them."""
+    samples = total_target(spec)
+    personas = math.ceil(samples / spec.personas.max_uses)
+    return 2 * samples + math.ceil(personas / spec.personas.per_text)
+
+
+def budget_warning(spec: Spec) -> str | None:
+    """Why the targets cannot fit ``budget.max_calls``, or None."""
+    fewest, limit = fewest_calls(spec), spec.budget.max_calls
+    if limit is None or fewest <= limit:
+        return None
+    return (
+        f"the targets need {total_target(spec)} accepted samples, at least {fewest} calls "
+        f"(a writer and a critic call each, and persona mining) with no rejection at all, "
+        f"but budget.max_calls is {limit}: the run will end on its budget first"
+    )
+
+
 @functools.lru_cache(maxsize=64)
 def _record_model(
     kinds: tuple[tuple[str, Any], ...], main: str | None, min_words: int | None

@@ -96,6 +96,8 @@ class RunStore:
         self.rejected = _JsonlLog(run_dir / REJECTED, repair=not readonly)
         self.personas = _JsonlLog(run_dir / PERSONAS, repair=not readonly)
         self.persona_by_id = {p["id"]: p for p in self.personas.rows}
+        if not readonly:
+            self._restore_personas()
         self.coverage: Counter[tuple[str, str]] = Counter()
         self.attempts: Counter[tuple[str, str]] = Counter()
         self.persona_uses: Counter[str] = Counter()  # drafts per persona, accepted or not
@@ -105,6 +107,28 @@ class RunStore:
             self._count_sample(sample)
         for rejection in self.rejected.rows:
             self._count_attempt(rejection)
+
+    def _restore_personas(self) -> None:
+        """Put back personas that accepted samples name but personas.jsonl lost (its torn
+        last line was cut off): each sample carries its persona's text and lineage."""
+        for sample in self.dataset.rows:
+            persona = sample.get("persona") or {}
+            if not persona.get("id") or persona["id"] in self.persona_by_id:
+                continue
+            lineage = sample.get("lineage") or {}
+            chain = lineage.get("persona_ids") or [persona["id"]]
+            self.add_persona(
+                {
+                    "id": persona["id"],
+                    "persona": persona.get("text", ""),
+                    "depth": len(chain) - 1,
+                    "source_text_id": lineage.get("source_text_id"),
+                    "relation": lineage.get("relation"),
+                    "parent_id": chain[1] if len(chain) > 1 else None,
+                    "traits": dict(sample.get("traits") or {}),
+                    "restored_from": DATASET,
+                }
+            )
 
     @property
     def accepted(self) -> int:

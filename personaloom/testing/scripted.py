@@ -456,6 +456,7 @@ class ScriptedEndpoint:
         self.unsupported = frozenset(unsupported)
         self.requests: list[dict[str, Any]] = []
         self._faults: deque[_Fault] = deque()
+        self._embedding_faults: deque[_Fault] = deque()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._stopping = threading.Event()
@@ -516,12 +517,15 @@ class ScriptedEndpoint:
         status: int = 429,
         retry_after: float | None = None,
         delay: float = 0.0,
+        embeddings: bool = False,
     ) -> None:
-        """Queue ``fault`` for the next ``times`` chat requests, after those already queued."""
-        if fault not in FAULTS:
+        """Queue ``fault`` for the next ``times`` chat requests (with ``embeddings``, the
+        next embeddings requests: only ``status`` faults), after those already queued."""
+        if fault not in FAULTS or (embeddings and fault != "status"):
             raise ValueError(f"unknown fault {fault!r}; faults are {FAULTS}")
         with self._lock:
-            self._faults.extend([_Fault(fault, status, retry_after, delay)] * times)
+            queue = self._embedding_faults if embeddings else self._faults
+            queue.extend([_Fault(fault, status, retry_after, delay)] * times)
 
     # Called from the server's threads.
     def _record(self, path: str, body: Any, headers: dict[str, str]) -> None:
@@ -575,6 +579,14 @@ class ScriptedEndpoint:
             ],
             "usage": usage,
         }
+
+    def _embeddings_reply(self, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        with self._lock:
+            fault = self._embedding_faults.popleft() if self._embedding_faults else None
+        if fault is not None:
+            retry = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
+            return fault.status, _error(fault.status, f"scripted fault {fault.status}"), retry
+        return 200, self._embeddings(body), {}
 
     @staticmethod
     def _embeddings(body: dict[str, Any]) -> dict[str, Any]:
@@ -640,7 +652,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.command == "POST" and path.endswith("/chat/completions"):
             self._send(*endpoint._chat(body))
         elif self.command == "POST" and path.endswith("/embeddings"):
-            self._send(200, endpoint._embeddings(body))
+            self._send(*endpoint._embeddings_reply(body))
         elif self.command == "GET" and path.endswith("/models"):
             self._send(200, _MODELS)
         else:
