@@ -7,6 +7,7 @@ so a rerun or a resume does not embed the same text twice.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Protocol
 
@@ -14,7 +15,7 @@ import openai
 from pydantic import SecretStr
 
 from personaloom.llm.cache import ReplyCache, digest, public_url
-from personaloom.llm.client import RETRYABLE, EndpointError, retry_delay
+from personaloom.llm.client import RETRYABLE, EndpointError, MalformedReply, retry_delay
 
 
 class Embedder(Protocol):
@@ -60,7 +61,10 @@ class OpenAIEmbedder:
         failures = 0
         while True:
             try:
-                return self._client.embed_documents(texts)
+                try:
+                    return self._client.embed_documents(texts)
+                except json.JSONDecodeError as exc:
+                    raise MalformedReply(f"the reply body is not JSON: {exc}") from None
             except RETRYABLE as exc:
                 failures += 1
                 if failures > self.max_retries:

@@ -9,6 +9,7 @@ when its environment variables are set.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -28,7 +29,14 @@ from personaloom.llm.structured import ParseError, Strategy
 from personaloom.prompts import PromptTemplate
 from personaloom.traces import CallRecord, TraceStore
 
+
+class MalformedReply(Exception):
+    """The endpoint answered with a body that is not JSON (a proxy's error page, a reply cut
+    short): retried like a server error, never passed on as a crash."""
+
+
 RETRYABLE = (
+    MalformedReply,
     openai.RateLimitError,
     openai.APITimeoutError,
     openai.APIConnectionError,
@@ -370,7 +378,10 @@ class LLM:
         self.budget.reserve()
         chat = await self._chat(role, endpoint)
         async with self._limit:
-            reply: AIMessage = await chat.ainvoke(messages, **params, **options)  # type: ignore[assignment]
+            try:
+                reply: AIMessage = await chat.ainvoke(messages, **params, **options)  # type: ignore[assignment]
+            except json.JSONDecodeError as exc:
+                raise MalformedReply(f"the reply body is not JSON: {exc}") from None
         usage = dict(reply.usage_metadata or {})
         self.budget.add_tokens(usage.get("total_tokens", 0))
         return structured.raw_reply(reply.content, reply.tool_calls), usage
