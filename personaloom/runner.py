@@ -46,6 +46,8 @@ from personaloom.errors import (  # noqa: F401 - re-exported for scripts
     EXIT_OK,
     EXIT_STALLED,
     EXIT_USAGE,
+    DiskFull,
+    disk_full,
 )
 from personaloom.events import EventSink, Listener
 from personaloom.graphs import Context, build_graph
@@ -313,11 +315,48 @@ async def arun(
     are accepted). ``local_model_niceness`` lowers the embedded model's priority (the
     dashboard keeps its UI responsive that way).
     """
-    overrides = overrides or Overrides()
-    control = control or RunControl()
     spec, run_dir, meta = _load_run(spec, out, resume)
     if resume is None and (warning := budget_warning(spec)):
         notice(f"warning: {warning}")
+    try:
+        return await _session(
+            spec,
+            run_dir,
+            meta,
+            resumed=resume is not None,
+            overrides=overrides or Overrides(),
+            listeners=listeners,
+            detail_listeners=detail_listeners,
+            control=control or RunControl(),
+            reviewer=reviewer,
+            local_model_niceness=local_model_niceness,
+            notice=notice,
+        )
+    except Exception as exc:
+        if not disk_full(exc):
+            raise
+        raise DiskFull(
+            f"no space left on the device holding {run_dir} ({type(exc).__name__}: {exc}); "
+            "what was written before is intact: free some space, then continue with  "
+            f"personaloom run --resume {run_dir}"
+        ) from None
+
+
+async def _session(
+    spec: Spec,
+    run_dir: Path,
+    meta: dict,
+    *,
+    resumed: bool,
+    overrides: Overrides,
+    listeners: Iterable[Listener],
+    detail_listeners: Iterable[Listener],
+    control: RunControl,
+    reviewer: Reviewer | None,
+    local_model_niceness: int,
+    notice: Callable[[str], None],
+) -> RunResult:
+    """One session of a run whose directory and frozen spec ``_load_run`` has read."""
     endpoints, needs_local = resolve_endpoints(spec, overrides)
     started = time.monotonic()
     status, stop_reason = "interrupted", "interrupted"
@@ -334,7 +373,7 @@ async def arun(
                 endpoints, run_dir, stack, local_model_niceness
             )
         embedder = _embedder(spec, overrides, endpoints, cache)
-        stack.callback(_claim_run(spec, run_dir, meta, new=resume is None).release)
+        stack.callback(_claim_run(spec, run_dir, meta, new=not resumed).release)
         traces = open_traces(run_dir)
         stack.callback(traces.close)
         calls, tokens = spent_before(meta, traces.usage(), run_dir, notice)
@@ -378,7 +417,7 @@ async def arun(
         events.emit(
             "run_started",
             run_dir=str(run_dir),
-            resumed=resume is not None,
+            resumed=resumed,
             accepted=store.accepted,
             models={role: e.public() for role, e in endpoints.items()},
         )
@@ -398,30 +437,55 @@ async def arun(
             status, stop_reason = "error", f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            # run.json first: it is quick, and a second Ctrl-C during the slower report
-            # must not leave the run marked running.
-            meta["elapsed_seconds"] = round(
-                meta.get("elapsed_seconds", 0.0) + time.monotonic() - started, 3
-            )
-            meta["status"] = status
-            meta["stop_reason"] = stop_reason
-            meta["spent"] = {"calls": budget.calls, "tokens": budget.tokens}
-            write_json_atomic(run_dir / RUN_JSON, meta)
-            vectors = await asyncio.to_thread(index.vectors, SAMPLES)
-            report = build_report(
-                spec,
-                store,
-                traces,
-                status=status,
-                stop_reason=stop_reason,
-                vectors=vectors,
-                spent=meta["spent"],
-            )
-            write_report(run_dir, report)
+            try:
+                report = await _end_session(
+                    spec, run_dir, meta, store, traces, index, budget, status, stop_reason, started
+                )
+            except Exception as exc:
+                if status != "error":
+                    raise
+                # Already failing (a full disk, most often): keep that error, not this one.
+                notice(f"warning: the end of the session was not recorded: {exc}")
             events.emit(
                 "run_finished", status=status, stop_reason=stop_reason, accepted=store.accepted
             )
     return RunResult(run_dir=run_dir, status=status, stop_reason=stop_reason, report=report)
+
+
+async def _end_session(
+    spec: Spec,
+    run_dir: Path,
+    meta: dict,
+    store: RunStore,
+    traces: TraceStore,
+    index: NoveltyIndex,
+    budget: Budget,
+    status: str,
+    stop_reason: str | None,
+    started: float,
+) -> dict[str, Any]:
+    """Record how the session ended in run.json, then write the report."""
+    # run.json first: it is quick, and a second Ctrl-C during the slower report must not
+    # leave the run marked running.
+    meta["elapsed_seconds"] = round(
+        meta.get("elapsed_seconds", 0.0) + time.monotonic() - started, 3
+    )
+    meta["status"] = status
+    meta["stop_reason"] = stop_reason
+    meta["spent"] = {"calls": budget.calls, "tokens": budget.tokens}
+    write_json_atomic(run_dir / RUN_JSON, meta)
+    vectors = await asyncio.to_thread(index.vectors, SAMPLES)
+    report = build_report(
+        spec,
+        store,
+        traces,
+        status=status,
+        stop_reason=stop_reason,
+        vectors=vectors,
+        spent=meta["spent"],
+    )
+    write_report(run_dir, report)
+    return report
 
 
 async def _open_checkpoints(run_dir: Path, stack: AsyncExitStack) -> tuple[Any, Any]:

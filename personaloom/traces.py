@@ -125,10 +125,13 @@ class _EventWriter:
         self._rows: list[tuple[Any, ...]] = []
         self._cond = threading.Condition()
         self._closed = False
+        self.error: sqlite3.Error | None = None  # why the thread stopped writing, if it did
         self._thread = threading.Thread(target=self._run, name="traces-events", daemon=True)
         self._thread.start()
 
     def put(self, row: tuple[Any, ...]) -> None:
+        if self.error is not None:
+            raise self.error
         with self._cond:
             if self._closed:
                 raise RuntimeError("the trace store is closed")
@@ -144,7 +147,11 @@ class _EventWriter:
                 if self._closed:
                     return
             time.sleep(EVENT_FLUSH_SECONDS)  # let a batch gather
-            self.flush()
+            try:
+                self.flush()
+            except sqlite3.Error as exc:  # a full disk: the run's own next write reports it
+                self.error = exc
+                return
 
     def flush(self) -> None:
         with self._lock:

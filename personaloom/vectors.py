@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import struct
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -100,6 +101,19 @@ def _flush_all(
             if rows:
                 _write(collections[name], rows, batch)
         scrub()
+
+
+def _flush_at_exit(*args: Any) -> None:
+    """``_flush_all`` for an index nobody closed: at exit a failure cannot be raised to
+    anyone, and Chroma is derived data, so one line says what happens next."""
+    try:
+        _flush_all(*args)
+    except Exception as exc:  # noqa: BLE001 - a full disk, or Chroma's own errors
+        print(
+            f"note: the last novelty-index entries were not written ({type(exc).__name__}: "
+            f"{exc}); the next run or resume adds them again from dataset.jsonl",
+            file=sys.stderr,
+        )
 
 
 def _collection(client: Any, name: str) -> Any:
@@ -201,7 +215,7 @@ class NoveltyIndex:
         self._stored = {name: col.count() > 0 for name, col in self._collections.items()}
         self._finalizer = weakref.finalize(
             self,
-            _flush_all,
+            _flush_at_exit,
             self._collections,
             self._buffers,
             self._lock,
