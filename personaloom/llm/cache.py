@@ -2,7 +2,9 @@
 
 Keys are SHA-256 digests of canonical JSON over everything that shapes a reply (model, base
 URL without credentials, messages, sampling parameters, schema, strategy): never the API key.
-Values are JSON strings, so nothing is unpickled from the cache. The folder is created 0700.
+Values are JSON strings, and the cache's ``Disk`` refuses to unpickle anything, so a value
+planted in the folder by someone else is a cache miss, never code run. The folder is created
+0700.
 """
 
 from __future__ import annotations
@@ -41,6 +43,20 @@ def digest(payload: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+class _NoPickleDisk(diskcache.Disk):
+    """diskcache's Disk, except that a pickled value (which personaloom never writes) is
+    refused instead of unpickled."""
+
+    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
+        if mode == diskcache.core.MODE_PICKLE:
+            raise UnsafeValue("a pickled value in the reply cache (personaloom writes JSON)")
+        return super().fetch(mode, filename, value, read)
+
+
+class UnsafeValue(ValueError):
+    """A cache value personaloom did not write: ignored, as a miss."""
+
+
 class ReplyCache:
     def __init__(self, directory: str | Path, *, size_limit_mb: int = 512):
         self.directory = Path(directory)
@@ -50,11 +66,15 @@ class ReplyCache:
             str(self.directory),
             size_limit=size_limit_mb * 2**20,
             eviction_policy="least-recently-used",
+            disk=_NoPickleDisk,
         )
 
     def get(self, key: str) -> Any | None:
-        value = self._cache.get(key)
-        return None if value is None else json.loads(value)
+        try:
+            value = self._cache.get(key)
+            return None if value is None else json.loads(value)
+        except (ValueError, TypeError):  # UnsafeValue, or JSON that is not
+            return None  # planted or damaged: asked again, and overwritten by the reply
 
     def set(self, key: str, value: Any) -> None:
         self._cache.set(key, json.dumps(value, ensure_ascii=False))
