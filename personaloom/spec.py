@@ -528,8 +528,9 @@ def load_yaml(text: str, source: str) -> Any:
     process. The expanded size is counted on the composed node graph, before anything is
     built from it.
     """
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # checks the characters already: inside the try
         node = loader.get_single_node()
         if node is not None:
             expanded = _expanded_size(node, {})
@@ -551,7 +552,8 @@ def load_yaml(text: str, source: str) -> Any:
         problem = f"invalid YAML: {where}{getattr(exc, 'problem', exc)}"
         raise SpecError(source, [("", problem)]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
@@ -587,11 +589,26 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
     return sizes[id(node)]
 
 
+MAX_SPEC_BYTES = 2**20
+
+
 def load_spec(path: str | Path, *, check_files: bool = True) -> Spec:
     """Read, validate and (by default) check the files a spec names."""
     path = Path(path)
     source = str(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecError(
+                source,
+                [
+                    (
+                        "",
+                        f"the file is {size / 2**20:.1f} MB; a spec is a small YAML file "
+                        f"(at most {MAX_SPEC_BYTES // 2**20} MB): is this a data file?",
+                    )
+                ],
+            )
         raw = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(source, [("", "file not found")]) from None
