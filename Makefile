@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test test-fast lint format bench bench-1m clean
+.PHONY: install demo test test-fast lint format bench bench-1m soak clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ bench: $(STAMP)
 # all of `make bench`, so it has its own target.
 bench-1m: $(STAMP)
 	$(PY) bench/novelty_scale.py --sizes 10000,100000,1000000
+
+# 5,000 samples in one run: memory, file sizes and time per sample from start to end
+# (docs/benchmarks.md#soak). Longer than CI wants; not part of `make bench` either.
+soak: $(STAMP)
+	$(PY) bench/soak.py --samples 5000
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -28,7 +28,7 @@ def scripts() -> list[str]:
         path.stem
         for path in common.BENCH_DIR.glob("*.py")
         if not path.stem.startswith("_")
-        and path.stem not in ("run_all", "compare")  # tools, not benchmarks
+        and path.stem not in ("run_all", "compare", "soak")  # tools, and `make soak`
         and _MAIN.search(path.read_text(encoding="utf-8"))
     }
     return [name for name in ORDER if name in found] + sorted(found - set(ORDER))
