@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from personaloom.runner import LatestCheckpoints, run
 from personaloom.testing.scripted import PersonaloomResponder, ScriptedEndpoint
 
 SEEDS = range(20)
@@ -83,3 +85,21 @@ def test_random_kills_lose_and_duplicate_nothing(
     _, err = final.communicate(timeout=300)
     assert final.returncode == 0, err
     check_run(run_dir, TOTAL)
+
+
+def test_checkpoints_keep_only_the_latest(make_spec, tmp_path: Path, monkeypatch) -> None:
+    """A long run's checkpoints.sqlite holds the newest checkpoints, not every step's."""
+    monkeypatch.setattr(LatestCheckpoints, "PRUNE_EVERY", 4)  # a run of ~20 steps prunes
+    spec = make_spec(traits={"feature": {"values": ["dialogue", "moral"], "target": 6}})
+    run_dir = tmp_path / "run"
+    assert run(spec, out=run_dir).status == "complete"
+    with sqlite3.connect(run_dir / "checkpoints.sqlite") as db:
+        saved = db.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0]
+        orphans = db.execute(
+            "SELECT COUNT(*) FROM writes WHERE checkpoint_id NOT IN "
+            "(SELECT checkpoint_id FROM checkpoints)"
+        ).fetchone()[0]
+    steps = run(spec, resume=run_dir).status  # the kept checkpoint still resumes
+    assert steps == "complete"
+    assert 1 <= saved <= LatestCheckpoints.KEEP + 4
+    assert orphans == 0
