@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from personaloom.prompts import load_template
+from personaloom.tui.view import ViewLoader
 
 from personaloom.cli import main
 from personaloom.control import RunControl
@@ -90,6 +91,11 @@ def test_a_second_process_is_refused_while_a_run_holds_the_directory(
             meta = json.loads((run_dir / "run.json").read_text())
             assert effective_status(run_dir, meta) == "running"
             assert main(["traces", str(run_dir)]) == 0
+            loader = ViewLoader(run_dir)  # what `personaloom watch` reads, once a second
+            try:
+                assert loader.load().report["status"] == "running"
+            finally:
+                loader.close()
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait()
