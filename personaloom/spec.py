@@ -480,12 +480,17 @@ class Spec(_Strict):
         return data
 
 
-def _format_loc(loc: tuple[Any, ...]) -> str:
+def _format_loc(loc: tuple[Any, ...], *, user_key_last: bool = False) -> str:
+    """A field path from pydantic's ``loc``, without its own steps (validator and union
+    tags such as ``list[str]``); with ``user_key_last`` the last item is the user's key (an
+    unknown field), kept whatever it holds."""
     parts: list[str] = []
-    for item in loc:
+    for i, item in enumerate(loc):
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item in ("function-after", "function-before") or "[" in str(item):
+        elif (item in ("function-after", "function-before") or "[" in str(item)) and not (
+            user_key_last and i == len(loc) - 1
+        ):
             continue
         else:
             parts.append(("." if parts else "") + str(item))
@@ -511,7 +516,10 @@ def parse_spec(data: Any, *, source: str = "<spec>", base_dir: Path | None = Non
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
-        problems = [(_format_loc(e["loc"]), _format_error(e)) for e in exc.errors()]
+        problems = [
+            (_format_loc(e["loc"], user_key_last=e["type"] == "extra_forbidden"), _format_error(e))
+            for e in exc.errors()
+        ]
         raise SpecError(source, problems) from None
     spec.base_dir = base_dir or Path(".")
     return spec
