@@ -146,7 +146,10 @@ def load_avoid(spec: Spec) -> AvoidSet | None:
         return None
     items: dict[str, AvoidItem] = {}
     for index in range(len(spec.novelty.avoid)):
-        items.update((item.id, item) for item in read_items(spec, index))
+        try:
+            items.update((item.id, item) for item in read_items(spec, index))
+        except TableError as exc:
+            raise TableError(f"novelty.avoid[{index}]: {exc}") from None
     return AvoidSet(list(items.values()), spec.novelty.ngram)
 
 

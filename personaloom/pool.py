@@ -189,8 +189,14 @@ def bottom_k(
 
 
 def load_pool(spec: Spec) -> list[PoolRead]:
-    """Every pool source read, in spec order (raises TableError)."""
-    return [read_pool(spec, i) for i in range(len(spec.personas.pool))]
+    """Every pool source read, in spec order (raises TableError naming the source)."""
+    reads = []
+    for i in range(len(spec.personas.pool)):
+        try:
+            reads.append(read_pool(spec, i))
+        except TableError as exc:
+            raise TableError(f"personas.pool[{i}]: {exc}") from None
+    return reads
 
 
 def check_pool(spec: Spec) -> list[tuple[str, str]]:

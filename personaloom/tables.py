@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from personaloom.errors import ConfigError
+
 CHUNK_ROWS = 8192
 HEAD_BYTES = 1 << 16  # what a validation reads of a text file: enough to tell, not the file
 FORMATS = ("jsonl", "csv", "parquet", "datasets", "text")
@@ -39,7 +41,7 @@ _SUFFIXES = {
 }
 
 
-class TableError(Exception):
+class TableError(ConfigError):
     """A file that cannot be read as asked; the message names the file (and the row)."""
 
 
