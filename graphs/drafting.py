@@ -30,9 +30,20 @@ def _after_failure(state: DraftState, reason: str, feedback: str, max_revisions:
     return {"verdict": "reject", "reason": reason, "details": feedback, "unconfirmed": []}
 
 
-def _contaminated(state: DraftState, found: novelty.Contamination, max_revisions: int) -> dict:
-    """Revise or reject a draft that resembles an avoided item, keeping the evidence."""
-    verdict = _after_failure(state, RejectReason.CONTAMINATED, found.feedback(), max_revisions)
+def _contaminated(ctx: Context, state: DraftState, found: novelty.Contamination) -> dict:
+    """Revise or reject a draft that resembles an avoided item, keeping the evidence (the
+    ``contamination`` event counts every catch for the report, revised or rejected)."""
+    task = state["task"]
+    ctx.events.record(
+        "contamination",
+        sample_id=task.draft_id,
+        persona_id=task.persona_id,
+        revision=state.get("revision", 0),
+        **found.evidence(),
+    )
+    verdict = _after_failure(
+        state, RejectReason.CONTAMINATED, found.feedback(), ctx.spec.critic.max_revisions
+    )
     return {**verdict, "contamination": found.evidence()}
 
 
@@ -91,7 +102,7 @@ async def _critique(state: DraftState, runtime: Runtime[Context]) -> dict:
     limit = ctx.spec.critic.max_revisions
     # First, before any check that could hide it: a copied eval item is the thing to report.
     if found := novelty.shared_words(ctx, critic.text_parts(ctx.spec, record)):
-        return _contaminated(state, found, limit)
+        return _contaminated(ctx, state, found)
     finding = critic.deterministic_checks(ctx.spec, task, record) or critic.diversity_gate(
         ctx.spec, record, critic.opening_counts(ctx)
     )
@@ -123,14 +134,7 @@ async def check_novelty(state: DraftState, runtime: Runtime[Context]) -> dict:
     ctx = runtime.context
     vector = state["embedding"]  # computed by critique, which just accepted this draft
     if found := await novelty.similar_avoided(ctx, vector, ctx.novelty_threshold):
-        ctx.events.record(
-            "contamination",
-            sample_id=state["task"].draft_id,
-            persona_id=state["task"].persona_id,
-            threshold=ctx.novelty_threshold,
-            **found.evidence(),
-        )
-        return {"embedding": vector, **_contaminated(state, found, ctx.spec.critic.max_revisions)}
+        return {"embedding": vector, **_contaminated(ctx, state, found)}
     neighbour = await novelty.nearest(ctx, SAMPLES, vector)
     update = {
         "embedding": vector,
