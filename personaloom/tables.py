@@ -230,7 +230,9 @@ def _missing(path: Path, names: list[str], columns: list[str]) -> None:
 def _parquet(path: Path, columns: list[str]) -> Iterator[Chunk]:
     pa, pq = _pyarrow(path, "Parquet")
     try:
-        file = pq.ParquetFile(path)
+        # A buffered stream, not the whole column chunk read ahead: a row group can hold a
+        # million rows, and memory must not grow with it (docs/spec.md, persona pools).
+        file = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
         _missing(path, list(file.schema_arrow.names), columns)
         start = 0
         for batch in file.iter_batches(batch_size=CHUNK_ROWS, columns=columns):
