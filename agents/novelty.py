@@ -53,7 +53,7 @@ class Contamination:
         )
 
     def evidence(self) -> dict[str, Any]:
-        found: dict[str, Any] = {"item": self.item, "kind": self.kind}
+        found: dict[str, Any] = {"item": self.item, "match": self.kind}
         if self.phrase is not None:
             found["ngram"] = self.phrase
         if self.similarity is not None:

@@ -31,7 +31,7 @@ _WORD = re.compile(r"[^\W_]+")
 
 def words(text: str) -> list[str]:
     """Lowercased words, punctuation dropped: what the n-gram check compares."""
-    return _WORD.findall(text.casefold())
+    return [word.casefold() for word in _WORD.findall(text)]
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class AvoidItem:
 
 @dataclass(frozen=True)
 class Overlap:
-    """A draft's run of words that an avoided item has too."""
+    """A draft's run of words that an avoided item has too, as the draft wrote it."""
 
     item: AvoidItem
     phrase: str
@@ -90,7 +90,8 @@ class AvoidSet:
         if not len(self._hashes):
             return None
         for text in texts:
-            tokens = words(text)
+            spans = [m.span() for m in _WORD.finditer(text)]
+            tokens = [text[a:b].casefold() for a, b in spans]
             for size in self._sizes:
                 grams = [tuple(tokens[j : j + size]) for j in range(len(tokens) - size + 1)]
                 if not grams:
@@ -101,7 +102,7 @@ class AvoidSet:
                 if len(hits):
                     j = int(hits[0])
                     item = self.items[int(self._owners[at[j]])]
-                    return Overlap(item, " ".join(grams[j]))
+                    return Overlap(item, text[spans[j][0] : spans[j + size - 1][1]])
         return None
 
 

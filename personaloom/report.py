@@ -158,7 +158,7 @@ def decontamination(spec: Spec, store: RunStore, traces: TraceStore) -> dict[str
     for event in traces.events("contamination"):
         data = event["data"]
         caught[(data.get("sample_id"), data.get("revision"))] = data
-    kinds = Counter(c.get("kind") for c in caught.values())
+    kinds = Counter(c.get("match") for c in caught.values())
     return {
         "items": loaded[-1]["data"].get("items") if loaded else None,
         "ngram": spec.novelty.ngram,

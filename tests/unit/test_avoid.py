@@ -46,7 +46,7 @@ def test_a_draft_sharing_13_words_with_an_item_is_caught() -> None:
     draft = "Here is mine: NATALIA sold clips to 48 of her friends in april; and then she sold HALF"
     found = index.overlap(["A title", draft])
     assert found is not None and found.item.id == "evals.txt#0"
-    assert found.phrase == "natalia sold clips to 48 of her friends in april and then she"
+    assert found.phrase == "NATALIA sold clips to 48 of her friends in april; and then she"
     # Twelve shared words in a row are not enough.
     assert index.overlap(["clips to 48 of her friends in April, and then she sold"]) is None
     assert index.overlap(["Natalia sold clips to 48 friends in April and then sold half"]) is None
