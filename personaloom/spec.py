@@ -842,8 +842,11 @@ def total_target(spec: Spec) -> int:
 
 def fewest_calls(spec: Spec) -> int:
     """A lower bound on the endpoint calls meeting every target takes: a writer and a critic
-    call per accepted sample, and the mining calls for personas enough to write them."""
+    call per accepted sample, and the mining calls for personas enough to write them (none
+    when a persona pool may supply them all)."""
     samples = total_target(spec)
+    if spec.personas.pool:
+        return 2 * samples
     personas = math.ceil(samples / spec.personas.max_uses)
     return 2 * samples + math.ceil(personas / spec.personas.per_text)
 

@@ -315,3 +315,15 @@ def test_a_bad_row_past_what_validate_reads_stops_the_run_with_exit_2(
     assert main(["run", str(spec), "--out", str(tmp_path / "run")]) == 2
     assert "pool.jsonl:7: invalid JSON" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_no_mining_calls_are_counted_against_the_budget_of_a_pool(tmp_path: Path, capsys) -> None:
+    """validate warns when the targets cannot fit budget.max_calls; a pool may supply every
+    persona, so only a writer and a critic call per sample are sure to be needed."""
+    name = write_pool(tmp_path, "jsonl", pool_rows(8))
+    spec = write_spec(tmp_path, {"path": name, **POOL}, budget={"max_calls": 8})
+    assert main(["validate", str(spec)]) == 0
+    assert "warning" not in capsys.readouterr().err  # 4 samples: 8 calls at the least
+    spec = write_spec(tmp_path, {"path": name, **POOL}, budget={"max_calls": 7})
+    assert main(["validate", str(spec)]) == 0
+    assert "at least 8 calls" in capsys.readouterr().err
