@@ -42,13 +42,18 @@ class Review:
     traits: dict[str, bool] = field(default_factory=dict)
 
 
-def text_of(spec: Spec, record: dict[str, Any]) -> str:
-    """The record's text fields joined: what word and length checks and embeddings see."""
+def text_parts(spec: Spec, record: dict[str, Any]) -> list[str]:
+    """The record's text fields, a list field item by item."""
     parts = []
     for name in spec.text_fields():
         value = record.get(name)
         parts.extend(value if isinstance(value, list) else [value or ""])
-    return "\n".join(str(p) for p in parts)
+    return [str(p) for p in parts]
+
+
+def text_of(spec: Spec, record: dict[str, Any]) -> str:
+    """The record's text fields joined: what word and length checks and embeddings see."""
+    return "\n".join(text_parts(spec, record))
 
 
 def word_forms(word: str) -> set[str]:

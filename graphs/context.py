@@ -8,6 +8,7 @@ from typing import Any
 
 from personaloom.prompts import PromptTemplate, load_template
 
+from personaloom.avoid import AvoidSet
 from personaloom.control import RunControl
 from personaloom.corpus import Corpus
 from personaloom.embeddings import Embedder
@@ -33,6 +34,8 @@ class Context:
     control: RunControl = field(default_factory=RunControl)
     planner: Any = None  # the run's Planner, made on first use (graphs.generation)
     openings: Counter[str] | None = None  # accepted samples' openings (agents.critic)
+    pool: list[dict[str, Any]] = field(default_factory=list)  # pool personas (personaloom.pool)
+    avoid: AvoidSet | None = None  # items samples must not resemble (personaloom.avoid)
 
     @property
     def novelty_threshold(self) -> float:

@@ -30,6 +30,23 @@ def _after_failure(state: DraftState, reason: str, feedback: str, max_revisions:
     return {"verdict": "reject", "reason": reason, "details": feedback, "unconfirmed": []}
 
 
+def _contaminated(ctx: Context, state: DraftState, found: novelty.Contamination) -> dict:
+    """Revise or reject a draft that resembles an avoided item, keeping the evidence (the
+    ``contamination`` event counts every catch for the report, revised or rejected)."""
+    task = state["task"]
+    ctx.events.record(
+        "contamination",
+        sample_id=task.draft_id,
+        persona_id=task.persona_id,
+        revision=state.get("revision", 0),
+        **found.evidence(),
+    )
+    verdict = _after_failure(
+        state, RejectReason.CONTAMINATED, found.feedback(), ctx.spec.critic.max_revisions
+    )
+    return {**verdict, "contamination": found.evidence()}
+
+
 async def write(state: DraftState, runtime: Runtime[Context]) -> dict:
     ctx = runtime.context
     task = state["task"]
@@ -83,6 +100,9 @@ async def _critique(state: DraftState, runtime: Runtime[Context]) -> dict:
     ctx = runtime.context
     task, record = state["task"], state["record"]
     limit = ctx.spec.critic.max_revisions
+    # First, before any check that could hide it: a copied eval item is the thing to report.
+    if found := novelty.shared_words(ctx, critic.text_parts(ctx.spec, record)):
+        return _contaminated(ctx, state, found)
     finding = critic.deterministic_checks(ctx.spec, task, record) or critic.diversity_gate(
         ctx.spec, record, critic.opening_counts(ctx)
     )
@@ -113,6 +133,8 @@ async def _critique(state: DraftState, runtime: Runtime[Context]) -> dict:
 async def check_novelty(state: DraftState, runtime: Runtime[Context]) -> dict:
     ctx = runtime.context
     vector = state["embedding"]  # computed by critique, which just accepted this draft
+    if found := await novelty.similar_avoided(ctx, vector, ctx.novelty_threshold):
+        return {"embedding": vector, **_contaminated(ctx, state, found)}
     neighbour = await novelty.nearest(ctx, SAMPLES, vector)
     update = {
         "embedding": vector,
@@ -145,11 +167,12 @@ async def finish(state: DraftState) -> dict:
         status = "aborted"
     else:
         status = "accepted" if state.get("verdict") == "accept" else "rejected"
+    reason = None if status == "accepted" else state.get("reason")
     outcome = DraftOutcome(
         task=state["task"],
         status=status,
         record=state.get("record"),
-        reason=None if status == "accepted" else state.get("reason"),
+        reason=reason,
         details=state.get("details") or "",
         score=state.get("score"),
         feedback=state.get("feedback"),
@@ -158,6 +181,7 @@ async def finish(state: DraftState) -> dict:
         embedding=state.get("embedding"),
         neighbour_id=state.get("neighbour_id"),
         similarity=state.get("similarity"),
+        contamination=state.get("contamination") if reason == RejectReason.CONTAMINATED else None,
     )
     return {"outcomes": [outcome]}
 

@@ -186,6 +186,7 @@ async def _accept(ctx: Context, outcome: DraftOutcome) -> bool:
             "relation": persona.get("relation"),
             "revisions": outcome.revisions,
             "round": task.round,
+            **({"pool": pool} if (pool := ctx.store.pool_row(task.persona_id)) else {}),
         },
     }
     ctx.index.add(SAMPLES, task.draft_id, vector, critic.text_of(ctx.spec, record))
@@ -220,6 +221,7 @@ def _reject(ctx: Context, outcome: DraftOutcome) -> None:
             "novelty": {"neighbour_id": outcome.neighbour_id, "similarity": outcome.similarity},
             "revisions": outcome.revisions,
             **({"unconfirmed": outcome.unconfirmed} if outcome.unconfirmed else {}),
+            **({"contamination": outcome.contamination} if outcome.contamination else {}),
         }
     )
     if not written:

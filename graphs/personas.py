@@ -1,8 +1,10 @@
 """The ``mine_personas`` node: grow the persona pool only as far as the next batch needs.
 
-Related personas (Persona-to-Persona) of pool members come first, then new corpus texts
-(Text-to-Persona). Every new persona is checked against the pool in Chroma and dropped when
-it is a near-duplicate. Ids are deterministic, so a node re-run after a crash adds nothing twice.
+The spec's ready-made personas (``personas.pool``, read and sampled by ``personaloom.pool``)
+are admitted first, all at once, so the planner sees every label they carry. Then related
+personas (Persona-to-Persona) of pool members, then new corpus texts (Text-to-Persona).
+Every new persona is checked against the pool in Chroma and dropped when it is a
+near-duplicate. Ids are deterministic, so a node re-run after a crash adds nothing twice.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from personaloom.agents import novelty, persona_miner, persona_relater
 from personaloom.graphs.context import Context
 from personaloom.graphs.state import GenerationState
 
+from personaloom.embeddings import embed_all
 from personaloom.ids import short_id
 from personaloom.llm import BudgetExhausted, LLMFailure
 from personaloom.vectors import PERSONAS
@@ -23,6 +26,7 @@ from personaloom.vectors import PERSONAS
 async def mine_personas(state: GenerationState, runtime: Runtime[Context]) -> dict:
     ctx = runtime.context
     settings = ctx.spec.personas
+    pool_cursor = state.get("pool_cursor", 0)
     corpus_cursor = state.get("corpus_cursor", 0)
     relate_cursor = state.get("relate_cursor", 0)
     needed = state.get("need_personas", 0)
@@ -37,7 +41,10 @@ async def mine_personas(state: GenerationState, runtime: Runtime[Context]) -> di
             if i >= relate_cursor and p["depth"] < settings.relate_depth
         ]
         try:
-            if pending:
+            if pool_cursor < len(ctx.pool):
+                added += await _admit(ctx, ctx.pool[pool_cursor:])
+                pool_cursor = len(ctx.pool)
+            elif pending:
                 take = pending[
                     : min(
                         ctx.spec.concurrency,
@@ -58,6 +65,7 @@ async def mine_personas(state: GenerationState, runtime: Runtime[Context]) -> di
             break
     ctx.events.emit("personas", pool=len(ctx.store.persona_by_id), added=added, exhausted=exhausted)
     return {
+        "pool_cursor": pool_cursor,
         "corpus_cursor": corpus_cursor,
         "relate_cursor": relate_cursor,
         "pool_exhausted": exhausted,
@@ -130,7 +138,7 @@ async def _admit(ctx: Context, candidates: list[dict]) -> int:
     fresh = [c for c in candidates if c["id"] not in ctx.store.persona_by_id]
     if not fresh:
         return 0
-    vectors = await asyncio.to_thread(ctx.embedder.embed, [c["persona"] for c in fresh])
+    vectors = await asyncio.to_thread(embed_all, ctx.embedder, [c["persona"] for c in fresh])
     added = 0
     for persona, vector in zip(fresh, vectors, strict=True):
         neighbour = await novelty.nearest(ctx, PERSONAS, vector, exclude=persona["id"])

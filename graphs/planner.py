@@ -10,8 +10,8 @@ and overshoot is bounded by the drafts in flight.
 - Persona traits come with the persona (labelled when it was mined): the planner picks a
   persona that carries a needed value.
 - Cells that keep failing are set aside, then given up (see ``coverage.Ledger``).
-- Personas: least used first, then the least used source text, spreading drafts over the
-  persona graph. Vocabulary words: least used first.
+- Personas: least used first, then the least used origin (source text or pool row),
+  spreading drafts over the persona graph. Vocabulary words: least used first.
 """
 
 from __future__ import annotations
@@ -158,15 +158,13 @@ class Planner:
         free = list(personas)  # one draft per persona per batch
         word_load = Counter(self.store.word_uses)
         source_load = Counter(
-            self.store.source_text_id(p)
-            for p, n in self.store.persona_uses.items()
-            for _ in range(n)
+            self.store.origin(p) for p, n in self.store.persona_uses.items() for _ in range(n)
         )
         tasks = []
         for index in range(min(size, len(personas))):
             persona, traits = self._choose(free, reserved, source_load, rng)
             free.remove(persona)
-            source_load[self.store.source_text_id(persona)] += 1
+            source_load[self.store.origin(persona)] += 1
             for cell in self.ledger.cells_of(traits):
                 reserved[cell] += 1
             words = {}
@@ -197,7 +195,7 @@ class Planner:
         """The persona and trait values that close the most relative deficit."""
 
         def spread(p: str) -> tuple:
-            return (self.store.persona_uses[p], source_load[self.store.source_text_id(p)])
+            return (self.store.persona_uses[p], source_load[self.store.origin(p)])
 
         # One candidate persona per label combination: the least used, then least used source.
         groups: dict[tuple, str] = {}

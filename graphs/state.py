@@ -40,6 +40,7 @@ class DraftOutcome(BaseModel):
     embedding: list[float] | None = None
     neighbour_id: str | None = None
     similarity: float | None = None
+    contamination: dict[str, Any] | None = None  # the avoided item a contaminated draft resembles
 
 
 def collect(left: list[DraftOutcome] | None, right: list[DraftOutcome] | None) -> list:
@@ -57,6 +58,7 @@ class GenerationState(TypedDict, total=False):
     need_personas: int
     wanted: dict[str, list[str]]  # persona-trait values the next personas should carry
     outcomes: Annotated[list[DraftOutcome], collect]
+    pool_cursor: int  # pool personas before this index have been admitted
     corpus_cursor: int  # texts before this index have been mined
     relate_cursor: int  # pool personas before this index have been related
     pool_exhausted: bool  # no text or relation left to mine
@@ -84,5 +86,6 @@ class DraftState(DraftInput, DraftOutput, total=False):
     neighbour_id: str | None
     similarity: float | None
     unconfirmed: list[str]
+    contamination: dict[str, Any] | None
     aborted: bool
     written: bool  # the outcome was written before a crash: nothing to do

@@ -112,6 +112,17 @@ def _validate(args: argparse.Namespace) -> int:
     print(f"{args.spec}: ok — {spec.name}, {total_target(spec)} samples needed at least")
     for trait, values in targets.items():
         print(f"  {trait}: " + ", ".join(f"{v}={t}" for v, t in values.items()))
+    for source in spec.personas.pool:
+        sample = f", sample {source.sample}" if source.sample else ", every row"
+        columns = source.trait_columns()
+        traits = f"; traits {', '.join(columns)} from its columns" if columns else ""
+        print(f"  pool: {source.path}, field {source.field!r}{sample}{traits}")
+    for source in spec.novelty.avoid:
+        fields = f", field {', '.join(map(repr, source.fields()))}" if source.field else ""
+        print(f"  avoid: {source.path}{fields}")
+    if spec.novelty.avoid:
+        words = f"{spec.novelty.ngram} words in a row" if spec.novelty.ngram else "no n-gram"
+        print(f"  contaminated: sharing {words}, or similarity >= {spec.novelty.threshold:g}")
     if warning := budget_warning(spec):
         print(f"warning: {warning}", file=sys.stderr)
     from personaloom.corpus import MAX_TEXT_CHARS, Corpus

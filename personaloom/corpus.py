@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from personaloom.spec import Spec, corpus_files
+from personaloom.spec import Spec, corpus_files, relative_name
 
 MAX_TEXT_CHARS = 3000  # longer texts are cut: a persona needs the gist, not the whole book
 
@@ -28,7 +28,7 @@ class Corpus:
         self._refs: list[_Ref] = []
         for index, source in enumerate(spec.corpus):
             for path in corpus_files(spec, index):
-                name = _relative(path, spec.base_dir)
+                name = relative_name(path, spec.base_dir)
                 if source.jsonl is None:
                     self._refs.append(_Ref(name, path))
                     continue
@@ -62,10 +62,3 @@ class Corpus:
     def text(self, index: int) -> tuple[str, str]:
         """``(text_id, text)`` of the index-th text."""
         return self._refs[index].text_id, self._raw(index).strip()[:MAX_TEXT_CHARS]
-
-
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(base.resolve()))
-    except ValueError:
-        return str(path)

@@ -24,6 +24,18 @@ class Embedder(Protocol):
     def embed(self, texts: list[str]) -> list[list[float]]: ...
 
 
+EMBED_BATCH = 256  # texts per embedding request when many are embedded at once
+
+
+def embed_all(embedder: Embedder, texts: list[str]) -> list[list[float]]:
+    """Embed many texts (a persona pool, an avoid set) in requests of EMBED_BATCH: endpoints
+    cap the inputs of one request (OpenAI at 2,048)."""
+    vectors: list[list[float]] = []
+    for start in range(0, len(texts), EMBED_BATCH):
+        vectors.extend(embedder.embed(texts[start : start + EMBED_BATCH]))
+    return vectors
+
+
 class OpenAIEmbedder:
     """Embeddings from an OpenAI-compatible ``/v1/embeddings`` endpoint.
 

@@ -43,6 +43,11 @@ class ProgressDisplay:
         elif kind == "sample_rejected":
             self.rejected += 1
             self.progress.update(self.task, rejected=self.rejected)
+        elif kind == "pool_loaded":
+            self.console.print(
+                f"persona pool {event['path']}: {event['personas']} personas "
+                f"from {event['rows']} rows"
+            )
         elif kind == "personas":
             self.progress.update(self.task, description=f"coverage (personas {event['pool']})")
         elif kind == "stagnant":
@@ -76,6 +81,11 @@ class ProgressDisplay:
         if report["rejections"]:
             out.print(
                 "  rejections: " + ", ".join(f"{k} {v}" for k, v in report["rejections"].items())
+            )
+        if dec := report.get("decontamination"):
+            out.print(
+                f"  decontamination: {dec['caught']} drafts caught resembling "
+                f"{dec['items_hit']} of {dec['items']} avoided items, {dec['rejected']} rejected"
             )
         if div := report.get("diversity"):
             opening = div.get("top_opening_share")

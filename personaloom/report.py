@@ -2,13 +2,14 @@
 
 Per trait value and per joint cell: target, accepted, attempts, acceptance rate, status and
 the most common rejection reason; targets set aside or given up and why; rejection reasons;
-diversity measures of the accepted samples (``personaloom.diversity``); calls, tokens and
+what decontamination caught (with ``novelty.avoid``); diversity measures of the accepted samples (``personaloom.diversity``); calls, tokens and
 cache hits. Everything is rebuilt from the run directory's files, so ``personaloom report``
 regenerates it for any run, finished or not.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -141,9 +142,32 @@ def build_report(
         "cache_hits": usage.cache_hits,
         "call_errors": usage.errors,
     }
+    if spec.novelty.avoid:
+        report["decontamination"] = decontamination(spec, store, traces)
     if diversity:
         report["diversity"] = measure_diversity(spec, store, vectors)
     return report
+
+
+def decontamination(spec: Spec, store: RunStore, traces: TraceStore) -> dict[str, Any]:
+    """What the avoid set caught: every draft found to resemble an item (``contamination``
+    events, once per draft and revision however often a resume re-ran it), by kind, and how
+    many of those drafts were rejected in the end (the others were revised and passed)."""
+    loaded = traces.events("avoid_loaded")
+    caught: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for event in traces.events("contamination"):
+        data = event["data"]
+        caught[(data.get("sample_id"), data.get("revision"))] = data
+    kinds = Counter(c.get("match") for c in caught.values())
+    return {
+        "items": loaded[-1]["data"].get("items") if loaded else None,
+        "ngram": spec.novelty.ngram,
+        "threshold": spec.novelty.threshold,
+        "caught": len(caught),
+        "by_kind": {kind: kinds[kind] for kind in ("ngram", "similar")},
+        "items_hit": len({c.get("item") for c in caught.values()}),
+        "rejected": store.reasons.get("contaminated", 0),
+    }
 
 
 def measure_diversity(
@@ -253,6 +277,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"{s['attempts']} | {s['reason']} | {'yes' if s['given_up'] else 'no'} |"
             )
         lines.append("")
+    if dec := report.get("decontamination"):
+        lines += _decontamination_lines(dec)
     if report.get("rejections"):
         lines += ["## Rejection reasons", "", "| reason | drafts |", "|---|---:|"]
         for name, count in sorted(report["rejections"].items(), key=lambda kv: -kv[1]):
@@ -261,6 +287,23 @@ def render_markdown(report: dict[str, Any]) -> str:
     if div := report.get("diversity"):
         lines += _diversity_lines(div)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _decontamination_lines(dec: dict[str, Any]) -> list[str]:
+    words = f"{dec['ngram']} words in a row" if dec.get("ngram") else "no n-gram check"
+    kinds = dec.get("by_kind") or {}
+    return [
+        "## Decontamination",
+        "",
+        f"{_num(dec.get('items'))} avoided items; a draft was caught sharing {words} with "
+        f"one, or at cosine similarity {dec['threshold']:g} or more.",
+        "",
+        "| caught | by shared words | by similarity | items hit | rejected in the end |",
+        "|---:|---:|---:|---:|---:|",
+        f"| {dec['caught']} | {kinds.get('ngram', 0)} | {kinds.get('similar', 0)} | "
+        f"{dec['items_hit']} | {dec['rejected']} |",
+        "",
+    ]
 
 
 def _diversity_lines(div: dict[str, Any]) -> list[str]:

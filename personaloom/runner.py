@@ -28,9 +28,10 @@ from pydantic import SecretStr
 
 from personaloom.agents.critic import text_of
 from personaloom.agents.models import RejectReason
+from personaloom.avoid import AvoidSet, load_avoid
 from personaloom.control import Reviewer, RunControl
 from personaloom.corpus import Corpus
-from personaloom.embeddings import CachedEmbedder, Embedder, OpenAIEmbedder
+from personaloom.embeddings import CachedEmbedder, Embedder, OpenAIEmbedder, embed_all
 from personaloom.endpoints import (
     DEFAULT_EMBEDDING_MODEL,
     ConfigError,
@@ -54,6 +55,7 @@ from personaloom.graphs import Context, build_graph
 from personaloom.graphs.state import DraftOutcome, DraftTask
 from personaloom.llm import LLM, Budget, Endpoint, ReplyCache
 from personaloom.llm.cache import default_cache_dir
+from personaloom.pool import PoolRead, load_pool
 from personaloom.report import build_report, write_report
 from personaloom.runlock import RunLock
 from personaloom.spec import Spec, SpecError, budget_warning, load_spec
@@ -68,7 +70,7 @@ from personaloom.store import (
     write_json_atomic,
 )
 from personaloom.traces import TraceStore
-from personaloom.vectors import PERSONAS, SAMPLES, NoveltyIndex, discard_clients
+from personaloom.vectors import AVOID, PERSONAS, SAMPLES, NoveltyIndex, discard_clients
 
 _EXIT_CODES = {"complete": EXIT_OK, "budget": EXIT_BUDGET, "stalled": EXIT_STALLED}
 RESUMABLE = ("running", "stopped")  # statuses a resume continues; the others are final
@@ -249,15 +251,21 @@ def open_traces(run_dir: Path) -> TraceStore:
 
 
 def open_index(
-    run_dir: Path, spec: Spec, store: RunStore, embedder: Embedder, notice: Callable[[str], None]
+    run_dir: Path,
+    spec: Spec,
+    store: RunStore,
+    embedder: Embedder,
+    notice: Callable[[str], None],
+    avoid: AvoidSet | None = None,
 ) -> NoveltyIndex:
-    """The run's Chroma store, holding exactly the run's samples and personas.
+    """The run's Chroma store, holding exactly the run's samples and personas, and the items
+    of the avoid set in a collection of their own.
 
     Chroma is derived data, so a store that cannot be opened or read is moved aside and
     rebuilt from dataset.jsonl and personas.jsonl, with a notice naming both folders."""
     path = run_dir / CHROMA
     try:
-        return _reconciled(NoveltyIndex(path), spec, store, embedder)
+        return _reconciled(NoveltyIndex(path), spec, store, embedder, avoid)
     except Exception as exc:  # noqa: BLE001 - Chroma raises many kinds for a damaged store
         aside = path.with_name(f"{CHROMA}.damaged-{datetime.now():%Y%m%d-%H%M%S}")
         discard_clients(path)  # Chroma keeps one client per path per process: drop the broken one
@@ -266,17 +274,29 @@ def open_index(
             f"{path} could not be read ({type(exc).__name__}: {exc}); moved it to {aside} "
             "and rebuilding it from dataset.jsonl and personas.jsonl"
         )
-        return _reconciled(NoveltyIndex(path), spec, store, embedder)
+        return _reconciled(NoveltyIndex(path), spec, store, embedder, avoid)
 
 
 def _reconciled(
-    index: NoveltyIndex, spec: Spec, store: RunStore, embedder: Embedder
+    index: NoveltyIndex,
+    spec: Spec,
+    store: RunStore,
+    embedder: Embedder,
+    avoid: AvoidSet | None = None,
 ) -> NoveltyIndex:
     index.reconcile(
         SAMPLES, {s["id"]: text_of(spec, s["output"]) for s in store.dataset.rows}, embedder.embed
     )
     index.reconcile(PERSONAS, {p["id"]: p["persona"] for p in store.personas.rows}, embedder.embed)
+    items = {item.id: item.text for item in avoid.items} if avoid else {}
+    index.reconcile(AVOID, items, lambda texts: embed_all(embedder, texts))
     return index
+
+
+def read_inputs(spec: Spec) -> tuple[list[PoolRead], AvoidSet | None]:
+    """The persona pool and the avoid set, read from their files (a TableError, exit 2,
+    names a file that cannot be read)."""
+    return load_pool(spec), load_avoid(spec)
 
 
 def spent_before(meta: dict, usage: Any, run_dir: Path, notice: Callable[[str], None]) -> Any:
@@ -358,6 +378,7 @@ async def _session(
 ) -> RunResult:
     """One session of a run whose directory and frozen spec ``_load_run`` has read."""
     endpoints, needs_local = resolve_endpoints(spec, overrides)
+    pool, avoid = await asyncio.to_thread(read_inputs, spec)  # before the run directory
     started = time.monotonic()
     status, stop_reason = "interrupted", "interrupted"
     async with AsyncExitStack() as stack:
@@ -396,7 +417,7 @@ async def _session(
         )
         stack.push_async_callback(llm.aclose)
         store = RunStore(run_dir)
-        index = await asyncio.to_thread(open_index, run_dir, spec, store, embedder, notice)
+        index = await asyncio.to_thread(open_index, run_dir, spec, store, embedder, notice, avoid)
         events = EventSink(traces, list(listeners), list(detail_listeners))
         ctx = Context(
             spec=spec,
@@ -407,6 +428,8 @@ async def _session(
             corpus=Corpus(spec),
             events=events,
             control=control,
+            pool=[persona for source in pool for persona in source.personas],
+            avoid=avoid,
         )
         app, snapshot = await _open_checkpoints(run_dir, stack)
         values = snapshot.values or {}
@@ -421,6 +444,10 @@ async def _session(
             accepted=store.accepted,
             models={role: e.public() for role, e in endpoints.items()},
         )
+        for source in pool:
+            events.emit("pool_loaded", **source.event())
+        if avoid is not None:
+            events.emit("avoid_loaded", items=len(avoid), ngrams=avoid.ngrams, ngram=avoid.ngram)
         try:
             if snapshot.next:
                 graph_input: Any = None  # continue where it was cut off

@@ -162,7 +162,43 @@ class CorpusSource(_Strict):
         return self
 
 
+TABLE_FORMATS = ("jsonl", "csv", "parquet", "datasets")
+
+
+def _listed(value: Any) -> Any:
+    """One mapping (or path) where a list of them is expected: a list of one."""
+    return [value] if isinstance(value, dict | str) else value
+
+
+class PoolSource(_Strict):
+    """Ready-made personas (Persona Hub's files, FinePersonas, Nemotron-Personas...): one
+    persona per row of a file, read in a stream, optionally sampled, with columns that carry
+    persona traits so that no LLM has to label them."""
+
+    path: str = Field(
+        min_length=1, description="a file, a glob of files, or a folder saved by `datasets`"
+    )
+    field: str = Field("persona", min_length=1, description="the column holding the persona")
+    format: Literal["jsonl", "csv", "parquet", "datasets"] | None = Field(
+        None, description="default: from the file's extension (a folder: datasets)"
+    )
+    sample: int | None = Field(None, ge=1, description="rows drawn at random with the seed")
+    traits: dict[str, str] | list[str] = Field(
+        default_factory=dict, description="persona trait -> column (a list: same names)"
+    )
+
+    def trait_columns(self) -> dict[str, str]:
+        """``{trait: column}`` whichever form ``traits`` was given in."""
+        if isinstance(self.traits, list):
+            return {name: name for name in self.traits}
+        return dict(self.traits)
+
+
 class Personas(_Strict):
+    pool: list[PoolSource] = Field(
+        default_factory=list,
+        description="files of ready-made personas, beside or instead of mining",
+    )
     relations: list[str] = Field(
         default_factory=lambda: ["read", "write", "like", "dislike"], min_length=1
     )
@@ -171,6 +207,11 @@ class Personas(_Strict):
     relate_per_persona: int = Field(2, ge=1, le=10)
     max_uses: int = Field(2, ge=1, description="drafts per persona before mining new ones")
     novelty_threshold: float = Field(0.9, gt=0, le=1, description="persona dedup similarity")
+
+    @field_validator("pool", mode="before")
+    @classmethod
+    def _one_pool(cls, value: Any) -> Any:
+        return _listed(value)
 
 
 class Trait(_Strict):
@@ -289,8 +330,43 @@ class Stagnation(_Strict):
     )
 
 
+class AvoidSource(_Strict):
+    """Items (an eval or test set) that accepted samples must not resemble."""
+
+    path: str = Field(
+        min_length=1, description="a file, a glob of files, or a folder saved by `datasets`"
+    )
+    field: str | list[str] | None = Field(
+        None, description="the column(s) of an item; default `text`; not for plain text"
+    )
+    format: Literal["jsonl", "csv", "parquet", "datasets", "text"] | None = Field(
+        None, description="default: from the file's extension (.txt: one item per line)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _path_only(cls, data: Any) -> Any:
+        return {"path": data} if isinstance(data, str) else data
+
+    def fields(self) -> list[str]:
+        if self.field is None:
+            return ["text"]
+        return [self.field] if isinstance(self.field, str) else list(self.field)
+
+
 class Novelty(_Strict):
     threshold: float = Field(0.9, gt=0, le=1, description="cosine similarity that rejects")
+    avoid: list[AvoidSource] = Field(
+        default_factory=list, description="eval or test items samples must not resemble"
+    )
+    ngram: int | None = Field(
+        13, ge=3, le=50, description="words in a row shared with an avoided item that reject"
+    )
+
+    @field_validator("avoid", mode="before")
+    @classmethod
+    def _one_avoid(cls, value: Any) -> Any:
+        return _listed(value)
 
 
 class Critic(_Strict):
@@ -364,7 +440,7 @@ class CacheConfig(_Strict):
 class Spec(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     task: Task
-    corpus: list[CorpusSource] = Field(min_length=1)
+    corpus: list[CorpusSource] = Field(default_factory=list)
     personas: Personas = Field(default_factory=Personas)
     traits: dict[str, Trait] = Field(default_factory=dict)
     joint: list[JointTarget] = Field(default_factory=list, description="targets over trait pairs")
@@ -391,6 +467,30 @@ class Spec(_Strict):
             if not name.replace("_", "").replace("-", "").isalnum():
                 raise ValueError(f"trait name {name!r} must be letters, digits, - or _")
         return traits
+
+    @model_validator(mode="after")
+    def _has_personas(self) -> Spec:
+        """Personas come from a corpus (mined), a pool (read), or both; pool columns name
+        persona traits of this spec."""
+        if not self.corpus and not self.personas.pool:
+            raise ValueError("give a `corpus` to mine personas from, or a `personas.pool`")
+        from_pool: set[str] = set()
+        for i, pool in enumerate(self.personas.pool):
+            for trait in pool.trait_columns():
+                where = f"personas.pool[{i}].traits.{trait}"
+                if trait not in self.traits:
+                    raise ValueError(f"{where}: no trait {trait!r} in `traits`")
+                if self.traits[trait].source != "persona":
+                    raise ValueError(f"{where}: set traits.{trait}.source to `persona`")
+                from_pool.add(trait)
+        if not self.corpus:
+            unlabelled = [t for t in self.traits_from("persona") if t not in from_pool]
+            if unlabelled:
+                raise ValueError(
+                    f"persona traits {unlabelled} come from no pool column, and there is no "
+                    "`corpus` to mine labelled personas from: map them in personas.pool[].traits"
+                )
+        return self
 
     @model_validator(mode="after")
     def _has_target(self) -> Spec:
@@ -655,6 +755,19 @@ def corpus_files(spec: Spec, index: int) -> list[Path]:
     return [spec.resolve(source.jsonl or "")]
 
 
+def matching_paths(spec: Spec, pattern: str) -> list[Path]:
+    """Files and folders a spec path names (a glob, relative to the spec), sorted."""
+    return sorted(Path(p) for p in glob.glob(str(spec.resolve(pattern)), recursive=True))
+
+
+def relative_name(path: Path, base: Path) -> str:
+    """``path`` as lineage names it: relative to the spec's folder when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path)
+
+
 def check_spec_files(spec: Spec) -> list[tuple[str, str]]:
     """Problems with the corpus, vocabulary and prompt files a spec names."""
     problems: list[tuple[str, str]] = []
@@ -693,7 +806,10 @@ def check_spec_files(spec: Spec) -> list[tuple[str, str]]:
                 load_template(role, file)
             except ValueError as exc:
                 problems.append((f"prompts.{role}", str(exc)))
-    return problems
+    from personaloom.avoid import check_avoid
+    from personaloom.pool import check_pool
+
+    return problems + check_pool(spec) + check_avoid(spec)
 
 
 def _check_jsonl(file: Path, field: str, where: str) -> list[tuple[str, str]]:
@@ -734,8 +850,11 @@ def total_target(spec: Spec) -> int:
 
 def fewest_calls(spec: Spec) -> int:
     """A lower bound on the endpoint calls meeting every target takes: a writer and a critic
-    call per accepted sample, and the mining calls for personas enough to write them."""
+    call per accepted sample, and the mining calls for personas enough to write them (none
+    when a persona pool may supply them all)."""
     samples = total_target(spec)
+    if spec.personas.pool:
+        return 2 * samples
     personas = math.ceil(samples / spec.personas.max_uses)
     return 2 * samples + math.ceil(personas / spec.personas.per_text)
 

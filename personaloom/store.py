@@ -125,6 +125,9 @@ class RunStore:
                     "source_text_id": lineage.get("source_text_id"),
                     "relation": lineage.get("relation"),
                     "parent_id": chain[1] if len(chain) > 1 else None,
+                    **(
+                        {"pool": lineage["pool"]} if lineage.get("pool") and len(chain) == 1 else {}
+                    ),
                     "traits": dict(sample.get("traits") or {}),
                     "restored_from": DATASET,
                 }
@@ -183,6 +186,25 @@ class RunStore:
     def source_text_id(self, persona_id: str) -> str | None:
         chain = self.lineage(persona_id)
         return self.persona_by_id[chain[-1]].get("source_text_id") if chain else None
+
+    def pool_row(self, persona_id: str) -> dict[str, Any] | None:
+        """``{"file", "row"}`` of the pool row at the root of the persona's chain, if any."""
+        chain = self.lineage(persona_id)
+        return self.persona_by_id[chain[-1]].get("pool") if chain else None
+
+    def origin(self, persona_id: str) -> str | None:
+        """Where the persona's chain starts: a corpus text or a pool row (``persona_origin``)."""
+        chain = self.lineage(persona_id)
+        return persona_origin(self.persona_by_id[chain[-1]]) if chain else None
+
+
+def persona_origin(persona: dict[str, Any]) -> str | None:
+    """Where a persona at the root of a chain came from: its corpus text id, or
+    ``FILE#ROW`` for a pool row."""
+    pool = persona.get("pool")
+    if pool:
+        return f"{pool['file']}#{pool['row']}"
+    return persona.get("source_text_id")
 
 
 def load_run(run_dir: Path) -> tuple[Spec, dict[str, Any]]:

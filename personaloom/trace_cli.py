@@ -312,7 +312,11 @@ def lineage_tree(store: TraceStore, run_dir: Path, sample_id: str) -> Tree:
         chain.append(current)
         current = personas[current].get("parent_id")
     root = personas[chain[-1]] if chain else {}
-    tree = Tree(f"[bold]source text[/bold] {escape(str(root.get('source_text_id')))}")
+    if root.get("pool"):
+        pool = root["pool"]
+        tree = Tree(f"[bold]pool[/bold] {escape(str(pool['file']))} row {pool['row']}")
+    else:
+        tree = Tree(f"[bold]source text[/bold] {escape(str(root.get('source_text_id')))}")
     node = tree
     for pid in reversed(chain):
         p = personas[pid]

@@ -44,6 +44,7 @@ from chromadb.config import Settings
 
 PERSONAS = "personas"
 SAMPLES = "samples"
+AVOID = "avoid"  # eval or test items samples must not resemble (novelty.avoid), never samples
 FLUSH_AT = 64  # buffered adds per collection before they are written to Chroma
 # Candidates HNSW examines per lookup. Measured at 1M clustered vectors (docs/benchmarks.md):
 # 100 found 89% of near-duplicate copies, 400 found 98% (800 no more) for p50 2.4 ms.
@@ -206,7 +207,7 @@ class NoveltyIndex:
                 path=str(path), settings=Settings(anonymized_telemetry=False)
             )
         self._collections = {
-            name: _collection(self._client, prefix + name) for name in (PERSONAS, SAMPLES)
+            name: _collection(self._client, prefix + name) for name in (PERSONAS, SAMPLES, AVOID)
         }
         self._batch = max(1, int(self._client.get_max_batch_size()))
         self._lock = threading.RLock()

@@ -1,5 +1,5 @@
-"""Personas: the pool, its relation tree (source text -> mined persona -> related ones), and
-the source text a persona came from.
+"""Personas: the pool, its relation tree (source text or pool file -> mined or pool persona ->
+related ones), and the source text a persona came from (or its pool file and row).
 
 Persona Hub's point is that a persona's detail comes from its text; seeing the text next to
 the persona (and the relatives it spawned) is how a person judges the pool.
@@ -19,10 +19,16 @@ from textual.widgets import DataTable, Footer, Header, Static, Tree
 
 
 def relation_forest(personas: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Children per parent id; mined personas (no parent) under their source text id."""
+    """Children per parent id; mined personas (no parent) under their source text id, pool
+    personas under their pool file."""
     children: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for persona in personas:
-        parent = persona.get("parent_id") or f"text:{persona.get('source_text_id')}"
+        if persona.get("parent_id"):
+            parent = persona["parent_id"]
+        elif persona.get("pool"):
+            parent = f"pool:{persona['pool']['file']}"
+        else:
+            parent = f"text:{persona.get('source_text_id')}"
         children[parent].append(persona)
     return children
 
@@ -104,11 +110,11 @@ class PersonasScreen(RunScreen):
             for kid in kids:
                 add(child, kid)
 
-        texts = [key for key in children if key.startswith("text:")]
-        for key in texts:
-            text_node = tree.root.add(
-                Text.assemble(("source ", "dim"), key[5:]), data=None, expand=True
-            )
+        roots = [key for key in children if key.startswith(("text:", "pool:"))]
+        for key in roots:
+            kind, _, name = key.partition(":")
+            label = "source " if kind == "text" else "pool "
+            text_node = tree.root.add(Text.assemble((label, "dim"), name), data=None, expand=True)
             for persona in children[key]:
                 add(text_node, persona)
         tree.root.expand()
@@ -139,6 +145,10 @@ class PersonasScreen(RunScreen):
             text.append("related through: ", style="bold")
             text.append(" <- ".join(chain) + "\n\n")
         root = store.persona_by_id[chain[-1]] if chain else persona
+        if root.get("pool"):
+            text.append(f"from pool {root['pool']['file']}, row {root['pool']['row']}\n", "bold")
+            self.query_one("#persona-detail", Static).update(text)
+            return
         text_id = root.get("source_text_id")
         text.append(f"source text {text_id}\n", style="bold")
         body = source_text(view.spec, text_id)

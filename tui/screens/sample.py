@@ -25,6 +25,12 @@ from personaloom.trace_cli import lineage_tree
 from personaloom.traces import TraceStore
 
 
+def _origin(lineage: dict[str, Any]) -> str:
+    """The source text of a sample's persona chain, or its pool file and row."""
+    pool = lineage.get("pool")
+    return f"pool {pool['file']} row {pool['row']}" if pool else str(lineage.get("source_text_id"))
+
+
 def sample_summary(row: dict[str, Any], accepted: bool) -> RenderableType:
     """The record and what was decided about it, as one renderable."""
     grid = Table.grid(padding=(0, 2))
@@ -39,7 +45,7 @@ def sample_summary(row: dict[str, Any], accepted: bool) -> RenderableType:
             "lineage",
             Text(
                 " <- ".join(lineage.get("persona_ids", []))
-                + f"  from {lineage.get('source_text_id')} ({lineage.get('relation')}),"
+                + f"  from {_origin(lineage)} ({lineage.get('relation')}),"
                 f" round {lineage.get('round')}, {lineage.get('revisions')} revisions"
             ),
         )
