@@ -62,15 +62,21 @@ class Export:
     rows: int
 
 
-def open_run(run_dir: Path) -> Run:
-    """The run, or a ConfigError naming why it cannot be exported."""
+def read_samples(run_dir: Path) -> tuple[Spec, dict[str, Any], str, list[dict[str, Any]]]:
+    """A stopped run's frozen spec, run.json, status and accepted samples (which may be
+    none), or a ConfigError naming why the run cannot be read."""
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: no such run directory")
     spec, meta = load_run(run_dir)  # ConfigError when run.json is missing or damaged
     status = effective_status(run_dir, meta)
     if status == "running":
-        raise ConfigError(f"{run_dir} is still running; export it once it has stopped")
-    samples = RunStore(run_dir, readonly=True).dataset.rows
+        raise ConfigError(f"{run_dir} is still running; use it once it has stopped")
+    return spec, meta, status, RunStore(run_dir, readonly=True).dataset.rows
+
+
+def open_run(run_dir: Path) -> Run:
+    """The run, or a ConfigError naming why it cannot be exported."""
+    spec, meta, status, samples = read_samples(run_dir)
     if not samples:
         raise ConfigError(f"{run_dir} has no accepted samples (dataset.jsonl is empty)")
     from personaloom.report import rebuild
@@ -376,8 +382,16 @@ def export(
         "files": files,
         "exported": datetime.now().isoformat(timespec="seconds"),
     }
-    write_json_atomic(out / MANIFEST, manifest)
+    write_json_atomic(out / MANIFEST, manifest)  # last: what --force removes next time
     return Export(out=out, files=files, rows=len(run.samples))
 
 
-__all__ = ["FORMATS", "Export", "Run", "export", "open_run", "prepare_out"]
+__all__ = [
+    "FORMATS",
+    "Export",
+    "Run",
+    "export",
+    "open_run",
+    "prepare_out",
+    "read_samples",
+]
