@@ -108,18 +108,20 @@ def _models(run_dir: Path) -> dict[str, list[str]]:
 
 
 def column_names(spec: Spec) -> dict[str, str]:
-    """Record field -> column name: the output fields keep theirs, and a metadata column
-    whose name an output field already has is called ``sample_<name>``."""
+    """Record field -> column name: ``id``, the output fields under their own names, then
+    the metadata; a metadata column whose name an output field has is ``sample_<name>``."""
     fields = output_fields(spec.task.output)
-    renamed = {meta: f"sample_{meta}" if meta in fields else meta for meta in META_COLUMNS}
-    names = {"meta:id": renamed["id"], **{name: name for name in fields}}
-    for meta in META_COLUMNS:
-        if meta == "id" or meta == "traits" and not spec.traits:
-            continue
-        if meta == "words" and not spec.vocabulary:
-            continue  # Parquet cannot store a struct without fields
-        names[f"meta:{meta}"] = renamed[meta]
-    return names
+    empty = {"traits": not spec.traits, "words": not spec.vocabulary}  # Parquet needs fields
+    meta = [m for m in META_COLUMNS if m != "id" and not empty.get(m)]
+
+    def column(name: str) -> str:
+        return f"sample_{name}" if name in fields else name
+
+    return {
+        "meta:id": column("id"),
+        **{name: name for name in fields},
+        **{f"meta:{name}": column(name) for name in meta},
+    }
 
 
 def flat_record(spec: Spec, sample: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
@@ -296,7 +298,8 @@ def write_hf(rows: list[dict], schema: Any, out: Path) -> list[str]:
     datasets.disable_progress_bars()
     table = pa.Table.from_pylist(rows, schema=schema)
     datasets.DatasetDict({"train": datasets.Dataset(table)}).save_to_disk(str(out))
-    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    split = sorted(str(p.relative_to(out)) for p in (out / "train").iterdir() if p.is_file())
+    return ["dataset_dict.json", *split]
 
 
 def write_jsonl(rows: Iterable[dict], out: Path) -> list[str]:
@@ -337,11 +340,12 @@ def export(
         raise ConfigError(f"--format {fmt!r}: expected one of {list(FORMATS)}")
     if shard_rows < 1:
         raise ConfigError("--shard-rows must be at least 1")
-    if (chat is not None or system is not None) != (fmt == "chat"):
+    if fmt == "chat" and chat is None:
         raise ConfigError(
-            "--format chat needs --chat ROLE=FIELD,... (e.g. user=title,assistant=story); "
-            "--chat and --system are for --format chat only"
+            "--format chat needs --chat ROLE=FIELD,..., e.g. user=title,assistant=story"
         )
+    if fmt != "chat" and (chat is not None or system is not None):
+        raise ConfigError("--chat and --system are for --format chat only")
     if fmt in ("parquet", "hf"):
         _pyarrow()
     run = open_run(run_dir)

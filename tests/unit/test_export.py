@@ -80,6 +80,15 @@ def test_hf_folder_opens_with_load_from_disk(run_dir: Path, tmp_path: Path) -> N
     }
     assert train[0]["words"] == samples[0]["words"]
     assert _card(out)[0]["configs"][0]["data_files"][0]["path"] == "train/data-*.arrow"
+    # The manifest lists what the export wrote, and only that: a second --force removes it
+    # and keeps a file of the user's.
+    (out / "mine.txt").write_text("keep")
+    assert _export(run_dir, out, "--format", "hf", "--force") == 0
+    assert _export(run_dir, out, "--format", "hf", "--force") == 0
+    files = json.loads((out / "personaloom-export.json").read_text())["files"]
+    assert files[0] == "dataset_dict.json" and "mine.txt" not in files
+    assert (out / "mine.txt").read_text() == "keep"
+    assert len(datasets.load_from_disk(str(out))["train"]) == len(samples)
 
 
 def test_jsonl_and_chat_formats(run_dir: Path, tmp_path: Path, capsys) -> None:
@@ -115,9 +124,10 @@ def test_chat_mapping_errors_name_the_option(run_dir: Path, tmp_path: Path, caps
     assert "needs a user and an assistant" in capsys.readouterr().err
     assert _export(run_dir, tmp_path / "c", "--format", "chat", "--chat", "bot=title") == 2
     assert "role 'bot'" in capsys.readouterr().err
-    assert _export(run_dir, tmp_path / "d", "--format", "chat") == 2
+    assert _export(run_dir, tmp_path / "d", "--format", "chat", "--system", "Hi.") == 2
+    assert "--format chat needs --chat" in capsys.readouterr().err
     assert _export(run_dir, tmp_path / "e", "--chat", "user=title,assistant=story") == 2
-    assert "--format chat" in capsys.readouterr().err
+    assert "--chat and --system are for --format chat only" in capsys.readouterr().err
     assert not any((tmp_path / n).exists() for n in "abcde")  # nothing written on a refusal
 
 
