@@ -296,6 +296,8 @@ def mix(
     """Write ``out/train.jsonl`` (shuffled with ``seed``), ``composition.json`` and
     ``dropped.jsonl``; returns the composition. Every input is read and checked first."""
     share = check_share(max_share)
+    _once("--real", real_files)
+    _once("--synthetic", run_dirs)
     runs: list[RunPart] = []
     for index, run_dir in enumerate(run_dirs):
         first = output_fields(runs[0].spec.task.output) if runs else None
@@ -329,6 +331,15 @@ def mix(
     files = [TRAIN, DROPPED, COMPOSITION]
     write_json_atomic(out / MANIFEST, {"command": "mix", "files": files})
     return composition
+
+
+def _once(flag: str, paths: list[Path]) -> None:
+    """A file or run given twice would count its records twice."""
+    seen: set[Path] = set()
+    for path in paths:
+        if path.resolve() in seen:
+            raise ConfigError(f"{flag} {path} is given twice")
+        seen.add(path.resolve())
 
 
 def _record(item: Item, task_fields: dict[str, Any]) -> dict[str, Any]:

@@ -175,6 +175,14 @@ def test_bad_input_names_the_file_field_or_option(run_dir: Path, tmp_path: Path,
     assert "no such file" in capsys.readouterr().err
     assert _mix(real, tmp_path, out, "0.3", "--field", "story=text") == 2
     assert "is not a run directory" in capsys.readouterr().err
+    assert (
+        main(
+            ["mix", "--real", str(real), "--synthetic", str(run_dir), str(run_dir)]
+            + ["--max-synthetic-share", "0.3", "--out", str(out)]
+        )
+        == 2
+    )
+    assert f"--synthetic {run_dir} is given twice" in capsys.readouterr().err
     assert not out.exists()  # nothing written on a refusal
     out.mkdir()
     (out / "x").write_text("keep")
