@@ -246,3 +246,23 @@ def test_a_metadata_column_an_output_field_already_names(make_spec, tmp_path: Pa
     samples = read_jsonl(run_dir / "dataset.jsonl")
     assert table.column("persona").to_pylist()[0] == samples[0]["output"]["persona"]
     assert table.column("sample_persona").to_pylist()[0] == samples[0]["persona"]["text"]
+
+
+def test_a_running_run_is_refused_and_an_interrupted_one_exported(
+    run_dir: Path, tmp_path: Path, capsys
+) -> None:
+    """run.json says running: while a process holds the run's lock it is refused (its files
+    still grow); once none does, the run was cut short and exports as `interrupted`."""
+    from personaloom.runlock import RunLock
+
+    meta = json.loads((run_dir / "run.json").read_text())
+    meta["status"] = "running"
+    (run_dir / "run.json").write_text(json.dumps(meta))
+    lock = RunLock(run_dir).acquire()
+    try:
+        assert _export(run_dir, tmp_path / "o1") == 2
+        assert "is still running; use it once it has stopped" in capsys.readouterr().err
+    finally:
+        lock.release()
+    assert _export(run_dir, tmp_path / "o2") == 0
+    assert "status **interrupted**" in _card(tmp_path / "o2")[1]
