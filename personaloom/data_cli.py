@@ -17,7 +17,7 @@ folder with: hf upload USER/NAME OUT --repo-type dataset   (see docs/export.md)"
 MIX_EPILOG = """The synthetic share (synthetic / all records) never exceeds
 --max-synthetic-share; synthetic samples that near-duplicate a real record (the run's
 embeddings and novelty.threshold) are dropped first. Writes OUT/train.jsonl,
-OUT/composition.json and OUT/dropped.jsonl (see docs/export.md#mixing)."""
+OUT/composition.json and OUT/dropped.jsonl (see docs/export.md#personaloom-mix)."""
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
