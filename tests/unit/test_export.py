@@ -10,6 +10,7 @@ import datasets
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from huggingface_hub import DatasetCard
 
 from personaloom.cli import main
 from personaloom.local.server import MODEL_ALIAS
@@ -137,6 +138,8 @@ def test_card_header_and_body_come_from_the_run(run_dir: Path, tmp_path: Path) -
     assert _export(run_dir, out, *flags, "--task-category", "summarization") == 0
     header, body = _card(out)
     assert header["license"] == "cc-by-4.0"
+    hub_card = DatasetCard.load(out / "README.md")  # the Hub client's own parser
+    assert hub_card.data.license == "cc-by-4.0" and hub_card.data.pretty_name == "unit"
     assert header["task_categories"] == ["text-generation", "summarization"]
     assert header["size_categories"] == ["n<1K"]
     assert header["configs"] == [
