@@ -212,7 +212,10 @@ def _embeddings(spec: Spec) -> str:
     if e.provider == "openai":
         where = f" at {e.base_url}" if e.base_url else ""
         return f"`{e.model or 'text-embedding-3-small'}`{where}"
-    return "local all-MiniLM-L6-v2 when the run had it installed, else the default endpoint's"
+    return (
+        "local all-MiniLM-L6-v2, the default where personaloom's `local` extra is installed "
+        "(the spec names no provider)"
+    )
 
 
 def _model_lines(run: Run) -> list[str]:
