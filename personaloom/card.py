@@ -202,7 +202,7 @@ def _quote(text: str) -> str:
 
 def _stop(run: Run) -> str:
     reason = run.meta.get("stop_reason")
-    return f" ({reason})" if reason else ""
+    return f" ({reason})" if reason and reason != run.status else ""
 
 
 def _embeddings(spec: Spec) -> str:
@@ -222,8 +222,14 @@ def _model_lines(run: Run) -> list[str]:
     roles = [r for r in ("persona_miner", "persona_relater", "writer", "critic") if r in run.models]
     if not roles:
         return ["Not recorded (the run's traces.sqlite is missing)."]
+    from personaloom.local.server import MODEL_ALIAS
+
+    def named(model: str) -> str:
+        embedded = model.startswith(MODEL_ALIAS)
+        return model + (" (personaloom's embedded SmolLM2-135M-Instruct)" if embedded else "")
+
     lines = ["| role | model |", "|---|---|"]
-    lines += [f"| {role} | {'; '.join(run.models[role])} |" for role in roles]
+    lines += [f"| {role} | {'; '.join(map(named, run.models[role]))} |" for role in roles]
     return lines
 
 
