@@ -81,6 +81,8 @@ def test_hf_folder_opens_with_load_from_disk(run_dir: Path, tmp_path: Path) -> N
     }
     assert train[0]["words"] == samples[0]["words"]
     assert _card(out)[0]["configs"][0]["data_files"][0]["path"] == "train/data-*.arrow"
+    hub_style = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf"))
+    assert hub_style["id"] == train["id"]  # the card's configs work for this layout too
     # The manifest lists what the export wrote, and only that: a second --force removes it
     # and keeps a file of the user's.
     (out / "mine.txt").write_text("keep")
