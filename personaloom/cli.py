@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from personaloom import __version__, trace_cli
+from personaloom import __version__, data_cli, trace_cli
 from personaloom.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigError
 from personaloom.spec import SpecError, budget_warning, load_spec, total_target
 
@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("run_dir", type=Path, help="a run directory, running or finished")
 
     trace_cli.add_parser(commands)
+    data_cli.add_parsers(commands)
     return parser
 
 
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         "traces": trace_cli.main,
         "tui": _tui,
         "watch": _tui,
+        "export": data_cli.export_main,
+        "mix": data_cli.mix_main,
     }[args.command]
     try:
         return handler(args)

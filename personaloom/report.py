@@ -386,6 +386,12 @@ def run_vectors(run_dir: Path) -> dict[str, list[float]]:
 
 def regenerate(run_dir: Path) -> Path:
     """Rebuild the report of any run directory from its files."""
+    return write_report(run_dir, rebuild(run_dir))
+
+
+def rebuild(run_dir: Path) -> dict[str, Any]:
+    """The report of any run directory, built from its files and written nowhere (readers
+    such as ``personaloom export`` must not change the run)."""
     spec, meta = load_run(run_dir)
     store = RunStore(run_dir, readonly=True)
     traces = TraceStore(run_dir / TRACES, readonly=True)
@@ -403,7 +409,7 @@ def regenerate(run_dir: Path) -> Path:
         )
     finally:
         traces.close()
-    return write_report(run_dir, report)
+    return report
 
 
-__all__ = ["build_report", "regenerate", "render_markdown", "write_report"]
+__all__ = ["build_report", "rebuild", "regenerate", "render_markdown", "write_report"]

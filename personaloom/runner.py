@@ -150,9 +150,11 @@ def _claim_run(spec: Spec, run_dir: Path, meta: dict, *, new: bool) -> RunLock:
     return lock
 
 
-def _embedder(
+def make_embedder(
     spec: Spec, overrides: Overrides, endpoints: dict, cache: ReplyCache | None
 ) -> Embedder:
+    """The spec's embedder; ``personaloom mix`` uses it too, so that real records are compared
+    with a run's samples in the space its novelty threshold was set for."""
     from personaloom.local.embed import LocalEmbedder, local_embeddings_available
 
     provider = embeddings_provider(spec, overrides, local_embeddings_available())
@@ -393,7 +395,7 @@ async def _session(
             endpoints, start_embedded = embedded_model(
                 endpoints, run_dir, stack, local_model_niceness
             )
-        embedder = _embedder(spec, overrides, endpoints, cache)
+        embedder = make_embedder(spec, overrides, endpoints, cache)
         stack.callback(_claim_run(spec, run_dir, meta, new=not resumed).release)
         traces = open_traces(run_dir)
         stack.callback(traces.close)
