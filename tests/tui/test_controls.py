@@ -61,7 +61,8 @@ async def test_stop_checkpoints_and_tui_resume_completes(make_spec, tmp_path, wa
     async with app.run_test(size=(140, 40)) as pilot:
         await wait_for(pilot, lambda: app.state.session_accepted >= 1)
         await pilot.press("s")
-        assert app.run_status() == "stopping"
+        # "stopped" already when the drafts in flight were done before the key was handled
+        assert app.run_status() in ("stopping", "stopped")
         await wait_for(pilot, lambda: not app.run_active)
         assert app.result.status == "stopped" and app.exit_code == 130
         assert app.check_action("pause", ()) is None  # shown, but disabled: the run is over
