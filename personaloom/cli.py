@@ -18,7 +18,7 @@ from typing import Any
 
 from personaloom import __version__, data_cli, trace_cli
 from personaloom.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigError
-from personaloom.spec import SpecError, budget_warning, load_spec, total_target
+from personaloom.spec import ROLES, SpecError, budget_warning, load_spec, total_target
 
 EPILOG = """exit codes: 0 all targets met, 1 error, 2 invalid spec/arguments,
 3 budget ended the run first, 4 stalled, 130 interrupted (resume with --resume RUN_DIR)"""
@@ -126,6 +126,8 @@ def _validate(args: argparse.Namespace) -> int:
     if spec.novelty.avoid:
         words = f"{spec.novelty.ngram} words in a row" if spec.novelty.ngram else "no n-gram"
         print(f"  contaminated: sharing {words}, or similarity >= {spec.novelty.threshold:g}")
+    if spec.prices or spec.budget.max_cost is not None:
+        _validate_prices(spec)
     if warning := budget_warning(spec):
         print(f"warning: {warning}", file=sys.stderr)
     from personaloom.corpus import MAX_TEXT_CHARS, Corpus
@@ -136,6 +138,21 @@ def _validate(args: argparse.Namespace) -> int:
             f"personas are mined from the first {MAX_TEXT_CHARS} of each"
         )
     return EXIT_OK
+
+
+def _validate_prices(spec: Any) -> None:
+    """Prices against the models the roles resolve to here (the environment included)."""
+    from personaloom.endpoints import check_prices, model_name, resolve_endpoints
+
+    endpoints, _ = resolve_endpoints(spec)
+    if problems := check_prices(spec, endpoints):
+        raise SpecError(spec.source, problems)
+    for model, price in spec.prices.items():
+        roles = [r for r in ROLES if model_name(endpoints[r]) == model]
+        used = f" ({', '.join(roles)})" if roles else " (no role calls it with this environment)"
+        print(f"  price: {model}{used}: {price.input:g} in, {price.output:g} out per 1M tokens")
+    if spec.budget.max_cost is not None:
+        print(f"  max_cost: {spec.budget.max_cost:g}")
 
 
 def _init(args: argparse.Namespace) -> int:

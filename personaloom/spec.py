@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     create_model,
@@ -379,7 +380,17 @@ class Critic(_Strict):
 class Budget(_Strict):
     max_calls: int | None = Field(500, ge=1, description="endpoint calls (cache hits are free)")
     max_tokens: int | None = Field(None, ge=1)
+    max_cost: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="money spent, at the spec's `prices`"
+    )
     max_seconds: float | None = Field(None, gt=0)
+
+
+class Price(_Strict):
+    """What a model costs, per million tokens, in whatever currency the user bills in."""
+
+    input: float = Field(ge=0, allow_inf_nan=False, description="per 1M prompt tokens")
+    output: float = Field(ge=0, allow_inf_nan=False, description="per 1M completion tokens")
 
 
 class ModelConfig(_Strict):
@@ -449,6 +460,9 @@ class Spec(_Strict):
     novelty: Novelty = Field(default_factory=Novelty)
     critic: Critic = Field(default_factory=Critic)
     budget: Budget = Field(default_factory=Budget)
+    prices: dict[str, Price] = Field(
+        default_factory=dict, description="model name -> price per 1M input and output tokens"
+    )
     models: Models = Field(default_factory=Models)
     embeddings: Embeddings = Field(default_factory=Embeddings)
     cache: CacheConfig = Field(default_factory=CacheConfig)
@@ -459,6 +473,9 @@ class Spec(_Strict):
 
     # Set by load_spec: the folder relative paths are resolved against. Not part of the YAML.
     base_dir: Path = Field(default=Path("."), exclude=True)
+    # Set by parse_spec: the file errors found after loading (prices against the models the
+    # endpoints resolve to) are named with.
+    _source: str = PrivateAttr("<spec>")
 
     @field_validator("traits")
     @classmethod
@@ -509,6 +526,14 @@ class Spec(_Strict):
             raise ValueError("set `total` or give at least one trait a target above 0")
         return self
 
+    @field_validator("prices")
+    @classmethod
+    def _price_names(cls, prices: dict[str, Price]) -> dict[str, Price]:
+        blank = [name for name in prices if not name.strip()]
+        if blank:
+            raise ValueError("a model name must not be empty")
+        return prices
+
     @field_validator("prompts")
     @classmethod
     def _prompt_roles(cls, prompts: dict[str, str]) -> dict[str, str]:
@@ -516,6 +541,11 @@ class Spec(_Strict):
         if unknown:
             raise ValueError(f"unknown roles {unknown}; roles are {list(ROLES)}")
         return prompts
+
+    @property
+    def source(self) -> str:
+        """The spec's file (``<spec>`` when it was not read from one)."""
+        return self._source
 
     def resolve(self, relative: str) -> Path:
         path = Path(relative).expanduser()
@@ -622,6 +652,7 @@ def parse_spec(data: Any, *, source: str = "<spec>", base_dir: Path | None = Non
         ]
         raise SpecError(source, problems) from None
     spec.base_dir = base_dir or Path(".")
+    spec._source = source
     return spec
 
 
