@@ -15,7 +15,7 @@ from typing import Any
 
 from personaloom.agents.critic import main_text
 from personaloom.graphs.coverage import Ledger
-from personaloom.llm.prices import Prices, cost_report
+from personaloom.prices import Prices, cost_report
 from personaloom.runlock import effective_status
 from personaloom.spec import Spec, read_words, total_target
 from personaloom.store import CHROMA, TRACES, RunStore, load_run, write_json_atomic

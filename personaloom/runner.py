@@ -56,8 +56,8 @@ from personaloom.graphs import Context, build_graph
 from personaloom.graphs.state import DraftOutcome, DraftTask
 from personaloom.llm import LLM, Budget, Endpoint, ReplyCache
 from personaloom.llm.cache import default_cache_dir
-from personaloom.llm.prices import Prices, total_cost
 from personaloom.pool import PoolRead, load_pool
+from personaloom.prices import Prices, total_cost
 from personaloom.report import build_report, write_report
 from personaloom.runlock import RunLock
 from personaloom.spec import Spec, SpecError, budget_warning, load_spec
@@ -344,8 +344,6 @@ async def arun(
     dashboard keeps its UI responsive that way).
     """
     spec, run_dir, meta = _load_run(spec, out, resume)
-    if resume is None and (warning := budget_warning(spec)):
-        notice(f"warning: {warning}")
     try:
         return await _session(
             spec,
@@ -388,6 +386,8 @@ async def _session(
     endpoints, needs_local = resolve_endpoints(spec, overrides)
     if problems := check_prices(spec, endpoints):
         raise SpecError(spec.source, problems)
+    if not resumed and (warning := budget_warning(spec, endpoints)):
+        notice(f"warning: {warning}")
     pool, avoid = await asyncio.to_thread(read_inputs, spec)  # before the run directory
     started = time.monotonic()
     status, stop_reason = "interrupted", "interrupted"

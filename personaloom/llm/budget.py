@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from personaloom.llm.prices import Prices
+from personaloom.prices import Prices
 
 
 class BudgetExhausted(Exception):

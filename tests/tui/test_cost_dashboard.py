@@ -11,9 +11,7 @@ from personaloom.runner import arun
 
 
 def _text(widget) -> str:
-    return " ".join(
-        " ".join(widget.render_line(y).text for y in range(widget.size.height)).split()
-    )
+    return " ".join(" ".join(widget.render_line(y).text for y in range(widget.size.height)).split())
 
 
 async def test_counters_show_the_cost(make_spec, tmp_path: Path, wait_for, finished_and_read):

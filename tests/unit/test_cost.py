@@ -10,7 +10,7 @@ import pytest
 from personaloom.cli import main
 from personaloom.endpoints import check_prices, resolve_endpoints
 from personaloom.llm.budget import Budget
-from personaloom.llm.prices import Prices
+from personaloom.prices import Prices
 from personaloom.spec import load_spec
 
 PRICES = {"gpt-4o-mini": {"input": 0.15, "output": 0.60}}
