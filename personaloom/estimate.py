@@ -249,24 +249,31 @@ def _mean(values: list[float]) -> float:
 
 
 class _Inputs:
-    """The spec's real inputs, varied per call as a run varies them."""
+    """The spec's real inputs, varied per call as a run varies them (trait values, words,
+    corpus texts and pool personas), with the templates and endpoints of every role."""
 
-    def __init__(self, spec: Spec, pool_personas: list[str]):
-        self.spec = spec
-        self.personas = pool_personas[:VARIANTS] or [_filler(PERSONA_CHARS)]
-        self.words = {
-            part: read_words(spec.resolve(path)) for part, path in spec.vocabulary.items()
-        }
+    def __init__(self, spec: Spec, endpoints: dict[str, Endpoint], pool_personas: list[str]):
         from personaloom.corpus import Corpus
+        from personaloom.prompts import load_template
 
+        self.spec = spec
+        self.endpoints = endpoints
+        self.templates = {
+            role: load_template(
+                role, spec.resolve(spec.prompts[role]) if role in spec.prompts else None
+            )
+            for role in ROLES
+        }
+        self.personas = pool_personas[:VARIANTS] or [_filler(PERSONA_CHARS)]
+        self.words = [read_words(spec.resolve(path)) for path in spec.vocabulary.values()]
         corpus = Corpus(spec)
-        self.corpus_size = len(corpus)
-        self.texts = [corpus.text(i)[1] for i in range(min(VARIANTS, len(corpus)))]
+        self.texts = [corpus.text(i)[1] for i in range(min(VARIANTS, len(corpus)))] or [""]
 
     def persona(self, k: int) -> str:
         return self.personas[k % len(self.personas)]
 
     def traits(self, k: int) -> dict[str, str]:
+        """The k-th call's critic-trait values (the ones the writer is told)."""
         return {
             name: trait.values[k % len(trait.values)]
             for name, trait in self.spec.traits.items()
@@ -274,50 +281,34 @@ class _Inputs:
         }
 
     def draft_words(self, k: int) -> list[str]:
-        return [w[k % len(w)] for w in self.words.values() if w]
+        return [words[k % len(words)] for words in self.words if words]
+
+    def request(self, role: str, variables: dict[str, Any], schema: type[BaseModel]) -> int:
+        return _request_chars(self.templates[role], variables, schema, self.endpoints[role])
+
+    def mean_request(self, role: str, calls: list[tuple[dict[str, Any], type[BaseModel]]]) -> float:
+        return _mean([self.request(role, variables, schema) for variables, schema in calls])
+
+    def max_output(self, role: str) -> float:
+        return _max_output(self.templates[role], self.endpoints[role])
 
 
-def call_sizes(
-    spec: Spec,
-    endpoints: dict[str, Endpoint],
-    words: float,
-    pool_personas: list[str],
-) -> dict[str, CallSize]:
-    """Tokens per call of each role, from its template rendered with the spec's inputs."""
-    import personaloom.graphs  # noqa: F401 - first: agents.writer cannot be imported before it
-    from personaloom.agents.models import (
-        PersonaList,
-        RelatedPersonaList,
-        critic_model,
-        labelled_persona_model,
-        trait_field,
-    )
-    from personaloom.agents.persona_miner import persona_labels
+def _writer_size(inputs: _Inputs, record: dict[str, Any]) -> CallSize:
+    """A first draft's request, a revision's (the previous draft and feedback added), and the
+    revision of a draft as long as ``max_tokens`` allows."""
     from personaloom.agents.writer import length_hint, render_record
-    from personaloom.prompts import load_template
 
-    templates = {
-        role: load_template(
-            role, spec.resolve(spec.prompts[role]) if role in spec.prompts else None
-        )
-        for role in ROLES
-    }
-    inputs = _Inputs(spec, pool_personas)
-    record = draft_record(spec, words)
-    draft = render_record(record)
-    reply_chars = len(json.dumps(record, ensure_ascii=False))
+    spec = inputs.spec
     schema = spec.output_model()
-    writer, critic = templates["writer"], templates["critic"]
-    ctx = SimpleNamespace(spec=spec)
 
-    def writer_vars(k: int, previous: dict[str, Any] | None) -> dict[str, Any]:
+    def variables(k: int, previous: dict[str, Any] | None) -> dict[str, Any]:
         return {
             "persona": inputs.persona(k),
             "instruction": spec.task.instruction,
             "traits": inputs.traits(k),
             "descriptions": {n: t.description for n, t in spec.traits.items() if t.description},
             "words": inputs.draft_words(k),
-            "length": length_hint(ctx),
+            "length": length_hint(SimpleNamespace(spec=spec)),
             "examples": spec.task.examples,
             "fields": list(schema.model_fields),
             "previous": render_record(previous) if previous else None,
@@ -325,116 +316,123 @@ def call_sizes(
             "neighbour": None,
         }
 
-    ks = range(VARIANTS)
-    first = _mean(
-        [_request_chars(writer, writer_vars(k, None), schema, endpoints["writer"]) for k in ks]
+    first = tokens(
+        inputs.mean_request("writer", [(variables(k, None), schema) for k in range(VARIANTS)])
     )
-    revision = _mean(
-        [_request_chars(writer, writer_vars(k, record), schema, endpoints["writer"]) for k in ks]
+    revision = tokens(
+        inputs.mean_request("writer", [(variables(k, record), schema) for k in range(VARIANTS)])
     )
-    writer_max = _max_output(writer, endpoints["writer"])
+    limit = inputs.max_output("writer")
+    reply = min(tokens(len(json.dumps(record, ensure_ascii=False))), limit)
+    return CallSize(first, reply, limit, first, revision, revision + limit - reply)
 
+
+def _critic_size(inputs: _Inputs, record: dict[str, Any], longer: float) -> CallSize:
+    """The review of an expected draft; ``longer`` tokens more when the draft is as long as
+    the writer's ``max_tokens`` allows."""
+    from personaloom.agents.models import critic_model, trait_field
+    from personaloom.agents.writer import render_record
+
+    spec = inputs.spec
     judged = spec.traits_from("critic") if spec.critic.check_traits else []
-
-    def critic_vars(k: int) -> dict[str, Any]:
+    calls = []
+    for k in range(VARIANTS):
         traits = {n: v for n, v in inputs.traits(k).items() if n in judged}
-        return {
+        variables = {
             "instruction": spec.task.instruction,
-            "draft": draft,
+            "draft": render_record(record),
             "traits": traits,
             "field_names": {name: trait_field(name) for name in traits},
         }
-
+        calls.append((variables, critic_model(list(traits))))
     verdict = {"score": 4, "feedback": _filler(FEEDBACK_CHARS), **dict.fromkeys(judged, True)}
-    critic_in = _mean(
-        [
-            _request_chars(
-                critic,
-                critic_vars(k),
-                critic_model(list(critic_vars(k)["traits"])),
-                endpoints["critic"],
-            )
-            for k in ks
-        ]
+    return _size(
+        inputs, "critic", inputs.mean_request("critic", calls), len(json.dumps(verdict)), longer
     )
 
+
+def _mining_sizes(inputs: _Inputs) -> dict[str, CallSize]:
+    """A miner call per corpus text, a relater call per persona; replies of personas of
+    PERSONA_CHARS, labelled with the persona traits."""
+    from personaloom.agents.models import PersonaList, RelatedPersonaList, labelled_persona_model
+    from personaloom.agents.persona_miner import persona_labels
+
+    spec, settings = inputs.spec, inputs.spec.personas
     labels = persona_labels(spec)
-    personas_reply = [
+    one = (
         {"persona": _filler(PERSONA_CHARS), **{n: v[0] for n, v in labels.items()}}
         if labels
         else _filler(PERSONA_CHARS)
-    ]
-    miner, relater = templates["persona_miner"], templates["persona_relater"]
-    relations = spec.personas.relations
+    )
     mine_schema = labelled_persona_model("PersonaList", labels) if labels else PersonaList
     relate_schema = (
         labelled_persona_model("RelatedPersonaList", labels) if labels else RelatedPersonaList
     )
-    texts = inputs.texts or [""]
-    mine_in = _mean(
-        [
-            _request_chars(
-                miner,
-                {
-                    "text": text,
-                    "relation": relations[k % len(relations)],
-                    "n": spec.personas.per_text,
-                    "labels": labels,
-                    "wanted": {},
-                },
-                mine_schema,
-                endpoints["persona_miner"],
-            )
-            for k, text in enumerate(texts)
-        ]
-    )
-    relate_in = _mean(
-        [
-            _request_chars(
-                relater,
-                {
-                    "persona": inputs.persona(k),
-                    "n": spec.personas.relate_per_persona,
-                    "labels": labels,
-                    "wanted": {},
-                },
-                relate_schema,
-                endpoints["persona_relater"],
-            )
-            for k in ks
-        ]
-    )
-    mined = len(json.dumps({"personas": personas_reply * spec.personas.per_text}))
-    related = len(json.dumps({"personas": personas_reply * spec.personas.relate_per_persona}))
-    longer = max(0.0, tokens(writer_max * CHARS_PER_TOKEN - reply_chars))  # a longest draft
-    writer_size = CallSize(
-        tokens(first),
-        min(tokens(reply_chars), writer_max),
-        writer_max,
-        tokens(first),
-        tokens(revision),
-        tokens(revision) + longer,
-    )
+    relations = settings.relations
+    mine = [
+        (
+            {
+                "text": text,
+                "relation": relations[k % len(relations)],
+                "n": settings.per_text,
+                "labels": labels,
+                "wanted": {},
+            },
+            mine_schema,
+        )
+        for k, text in enumerate(inputs.texts)
+    ]
+    relate = [
+        (
+            {
+                "persona": inputs.persona(k),
+                "n": settings.relate_per_persona,
+                "labels": labels,
+                "wanted": {},
+            },
+            relate_schema,
+        )
+        for k in range(VARIANTS)
+    ]
     return {
-        "persona_miner": _size(mine_in, mined, miner, endpoints["persona_miner"]),
-        "persona_relater": _size(relate_in, related, relater, endpoints["persona_relater"]),
-        "writer": writer_size,
-        "critic": _size(
-            critic_in, len(json.dumps(verdict)), critic, endpoints["critic"], longer=longer
+        "persona_miner": _size(
+            inputs,
+            "persona_miner",
+            inputs.mean_request("persona_miner", mine),
+            len(json.dumps({"personas": [one] * settings.per_text})),
+        ),
+        "persona_relater": _size(
+            inputs,
+            "persona_relater",
+            inputs.mean_request("persona_relater", relate),
+            len(json.dumps({"personas": [one] * settings.relate_per_persona})),
         ),
     }
 
 
 def _size(
-    input_chars: float,
-    reply_chars: float,
-    template: PromptTemplate,
-    endpoint: Endpoint,
-    longer: float = 0.0,
+    inputs: _Inputs, role: str, request_chars: float, reply_chars: float, longer: float = 0.0
 ) -> CallSize:
-    limit = _max_output(template, endpoint)
-    prompt = tokens(input_chars)
+    limit = inputs.max_output(role)
+    prompt = tokens(request_chars)
     return CallSize(prompt, min(tokens(reply_chars), limit), limit, prompt + longer)
+
+
+def call_sizes(
+    spec: Spec, endpoints: dict[str, Endpoint], words: float, pool_personas: list[str]
+) -> dict[str, CallSize]:
+    """Tokens per call of each role, from its template rendered with the spec's inputs."""
+    import personaloom.graphs  # noqa: F401 - first: agents.writer cannot be imported before it
+
+    inputs = _Inputs(spec, endpoints, pool_personas)
+    record = draft_record(spec, words)
+    writer = _writer_size(inputs, record)
+    longer = writer.max_output - writer.output  # a draft as long as max_tokens allows
+    return {
+        **_mining_sizes(inputs),
+        "writer": writer,
+        "critic": _critic_size(inputs, record, longer),
+    }
 
 
 # -- scenarios -------------------------------------------------------------------------------
@@ -552,8 +550,9 @@ def _table(rows: list[tuple[str, list[str]]]) -> list[str]:
     return [f"{label:<{width}}" + "".join(f"{c:>{cell}}" for c in cells) for label, cells in rows]
 
 
-def _money(value: float) -> str:
-    return f"{value:.4f}" if value >= 0.01 else f"{value:.6f}"
+def _decimals(largest: float) -> int:
+    """Decimals for a column of costs: enough for a run of cents, few for one of hundreds."""
+    return 6 if largest < 1 else 4 if largest < 100 else 2
 
 
 def _budget_lines(spec: Spec, data: dict[str, Any]) -> list[str]:
@@ -593,9 +592,11 @@ def render(spec: Spec, result: Estimate) -> str:
     rows.append(("input tokens", [f"{scenarios[n]['input_tokens']:,}" for n in names]))
     rows.append(("output tokens", [f"{scenarios[n]['output_tokens']:,}" for n in names]))
     if result.priced:
-        rows.append(("cost", [_money(scenarios[n]["cost_total"]) for n in names]))
+        places = _decimals(max(scenarios[n]["cost_total"] for n in names))
+        rows.append(("cost", [f"{scenarios[n]['cost_total']:.{places}f}" for n in names]))
         for role in ROLES:
-            rows.append((f"  {role}", [_money(scenarios[n]["cost"][role]) for n in names]))
+            cells = [f"{scenarios[n]['cost'][role]:.{places}f}" for n in names]
+            rows.append((f"  {role}", cells))
     else:
         rows.append(("cost (no prices in the spec)", ["-"] * len(names)))
     lines = [
