@@ -76,8 +76,14 @@ async def plan(state: GenerationState, runtime: Runtime[Context]) -> dict[str, A
             traits=task.traits,
             words=task.words,
         )
+    budget = ctx.llm.budget
     ctx.events.emit(
-        "batch", round=round_, drafts=len(batch), remaining=remaining, calls=ctx.llm.budget.calls
+        "batch",
+        round=round_,
+        drafts=len(batch),
+        remaining=remaining,
+        calls=budget.calls,
+        cost=round(budget.cost, 6),
     )
     return {"batch": batch, "need_personas": 0, "round": round_}
 

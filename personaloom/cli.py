@@ -18,7 +18,7 @@ from typing import Any
 
 from personaloom import __version__, data_cli, trace_cli
 from personaloom.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigError
-from personaloom.spec import SpecError, budget_warning, load_spec, total_target
+from personaloom.spec import ROLES, SpecError, budget_warning, load_spec, total_target
 
 EPILOG = """exit codes: 0 all targets met, 1 error, 2 invalid spec/arguments,
 3 budget ended the run first, 4 stalled, 130 interrupted (resume with --resume RUN_DIR)"""
@@ -40,6 +40,25 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check a spec and the files it names")
     validate.add_argument("spec", type=Path)
+
+    estimate = commands.add_parser(
+        "estimate",
+        help="calls, tokens and cost to meet a spec's targets, with no LLM call",
+        epilog="Every figure rests on the assumptions it prints; see docs/cli.md#estimate.",
+    )
+    estimate.add_argument("spec", type=Path)
+    estimate.add_argument(
+        "--acceptance-rate",
+        type=float,
+        metavar="P",
+        help="share of attempts (a writer and a critic call) that pass (default 0.7)",
+    )
+    estimate.add_argument(
+        "--words", type=float, metavar="N", help="words in the main text field of a sample"
+    )
+    estimate.add_argument("--base-url", help="OpenAI-compatible endpoint for every role")
+    estimate.add_argument("--model", help="model name for every role")
+    estimate.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
 
     init = commands.add_parser("init", help="write a commented starter spec and corpus")
     init.add_argument("directory", nargs="?", type=Path, default=Path("."))
@@ -84,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {
         "run": _run,
         "validate": _validate,
+        "estimate": _estimate,
         "init": _init,
         "serve": _serve,
         "report": _report,
@@ -126,7 +146,10 @@ def _validate(args: argparse.Namespace) -> int:
     if spec.novelty.avoid:
         words = f"{spec.novelty.ngram} words in a row" if spec.novelty.ngram else "no n-gram"
         print(f"  contaminated: sharing {words}, or similarity >= {spec.novelty.threshold:g}")
-    if warning := budget_warning(spec):
+    endpoints = None
+    if spec.prices or spec.budget.max_cost is not None:
+        endpoints = _validate_prices(spec)
+    if warning := budget_warning(spec, endpoints):
         print(f"warning: {warning}", file=sys.stderr)
     from personaloom.corpus import MAX_TEXT_CHARS, Corpus
 
@@ -135,6 +158,48 @@ def _validate(args: argparse.Namespace) -> int:
             f"note: {long} corpus text(s) are longer than {MAX_TEXT_CHARS} characters; "
             f"personas are mined from the first {MAX_TEXT_CHARS} of each"
         )
+    return EXIT_OK
+
+
+def _validate_prices(spec: Any) -> dict[str, Any]:
+    """Prices against the models the roles resolve to here (the environment included); the
+    roles' endpoints."""
+    from personaloom.endpoints import check_prices, model_name, resolve_endpoints
+
+    endpoints, _ = resolve_endpoints(spec)
+    if problems := check_prices(spec, endpoints):
+        raise SpecError(spec.source, problems)
+    for model, price in spec.prices.items():
+        roles = [r for r in ROLES if model_name(endpoints[r]) == model]
+        used = f" ({', '.join(roles)})" if roles else " (no role calls it with this environment)"
+        print(f"  price: {model}{used}: {price.input:g} in, {price.output:g} out per 1M tokens")
+    if spec.budget.max_cost is not None:
+        print(f"  max_cost: {spec.budget.max_cost:g}")
+    return endpoints
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    from personaloom.endpoints import Overrides, check_prices, resolve_endpoints
+    from personaloom.estimate import ASSUMED_ACCEPTANCE, estimate, render
+    from personaloom.pool import load_pool
+
+    rate = ASSUMED_ACCEPTANCE if args.acceptance_rate is None else args.acceptance_rate
+    if not 0 < rate <= 1:
+        raise ConfigError(
+            f"--acceptance-rate is a share of attempts: above 0, at most 1 (got {rate:g})"
+        )
+    if args.words is not None and args.words <= 0:
+        raise ConfigError(f"--words must be above 0 (got {args.words:g})")
+    spec = load_spec(args.spec)
+    endpoints, _ = resolve_endpoints(spec, Overrides(base_url=args.base_url, model=args.model))
+    if problems := check_prices(spec, endpoints):
+        raise SpecError(spec.source, problems)
+    pool = [p["persona"] for source in load_pool(spec) for p in source.personas]
+    result = estimate(spec, endpoints, acceptance=rate, words=args.words, pool_personas=pool)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        print(render(spec, result))
     return EXIT_OK
 
 

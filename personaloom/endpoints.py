@@ -98,3 +98,49 @@ def embeddings_provider(spec: Spec, overrides: Overrides, local_available: bool)
     if local_available:
         return "local"
     return "openai"
+
+
+def model_name(endpoint: Endpoint) -> str:
+    """The model name calls to ``endpoint`` are traced and priced under."""
+    if endpoint.embedded:
+        from personaloom.local.server import MODEL_ALIAS
+
+        return MODEL_ALIAS
+    return endpoint.model
+
+
+def check_prices(spec: Spec, endpoints: dict[str, Endpoint]) -> list[tuple[str, str]]:
+    """Problems with the spec's ``prices`` for the models the roles resolved to.
+
+    A price must name a model the spec can call: one a role resolves to now, or one named in
+    ``models`` (the environment may point a run elsewhere today). With ``budget.max_cost``,
+    every model the run calls needs a price, except the embedded one, which is free.
+    """
+    used: dict[str, list[str]] = {}
+    for role in ROLES:
+        used.setdefault(model_name(endpoints[role]), []).append(role)
+    named = {cfg.model for cfg in (spec.models.default, *(getattr(spec.models, r) for r in ROLES))}
+    problems = []
+    for model in spec.prices:
+        if model not in used and model not in named:
+            roles = "; ".join(f"{m!r} ({', '.join(rs)})" for m, rs in used.items())
+            problems.append(
+                (
+                    f"prices.{model}",
+                    f"no role calls a model named {model!r}; the roles call {roles}. "
+                    "Prices are per chat model, named as in models.*.model "
+                    "(embedding calls are not priced)",
+                )
+            )
+    if spec.budget.max_cost is not None:
+        free = {model_name(e) for role, e in endpoints.items() if role in ROLES and e.embedded}
+        for model, roles in used.items():
+            if model not in spec.prices and model not in free:
+                problems.append(
+                    (
+                        "budget.max_cost",
+                        f"needs a price for every model the run calls: add prices.{model} "
+                        f"(called by {', '.join(roles)})",
+                    )
+                )
+    return problems

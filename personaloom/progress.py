@@ -71,6 +71,7 @@ class ProgressDisplay:
         out.print(
             f"accepted {report['accepted']}, rejected {report['rejected']}, "
             f"calls {report['calls']}, cache hits {report['cache_hits']}, tokens {report['tokens']}"
+            + (f", cost {cost['total']:.4f}" if (cost := report.get("cost")) else "")
         )
         for trait, values in report["coverage"].items():
             cells = ", ".join(f"{v} {c['accepted']}/{c['target']}" for v, c in values.items())

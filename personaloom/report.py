@@ -15,6 +15,7 @@ from typing import Any
 
 from personaloom.agents.critic import main_text
 from personaloom.graphs.coverage import Ledger
+from personaloom.prices import Prices, cost_report
 from personaloom.runlock import effective_status
 from personaloom.spec import Spec, read_words, total_target
 from personaloom.store import CHROMA, TRACES, RunStore, load_run, write_json_atomic
@@ -77,11 +78,11 @@ def build_report(
     stop_reason: str | None,
     vectors: dict[str, list[float]] | None = None,
     diversity: bool = True,
-    spent: dict[str, int] | None = None,
+    spent: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report as a dict. ``vectors`` (sample id -> embedding) feed the embedding measures;
     ``diversity=False`` skips the diversity measures (cheap enough for a live dashboard);
-    ``spent`` is run.json's count of calls and tokens, a floor under the trace store's (which
+    ``spent`` is run.json's count of calls, tokens and cost, a floor under the trace store's (which
     a deleted traces.sqlite would reset)."""
     ledger = Ledger.from_store(spec, store)
     # A run that ended complete or stalled had mined all it could: values no persona carries
@@ -142,6 +143,12 @@ def build_report(
         "cache_hits": usage.cache_hits,
         "call_errors": usage.errors,
     }
+    if spec.prices:
+        floor = (spent or {}).get("cost", 0.0)
+        report["cost"] = {
+            **cost_report(traces.token_usage(), Prices.of(spec), floor),
+            "max_cost": spec.budget.max_cost,
+        }
     if spec.novelty.avoid:
         report["decontamination"] = decontamination(spec, store, traces)
     if diversity:
@@ -229,6 +236,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{report['cache_hits']} cache hits, {report['call_errors']} call errors.",
         "",
     ]
+    if cost := report.get("cost"):
+        lines += _cost_lines(cost)
     if report.get("coverage") or report.get("joint"):
         lines += ["![coverage](coverage.png)", ""]
     for trait, values in report.get("coverage", {}).items():
@@ -287,6 +296,33 @@ def render_markdown(report: dict[str, Any]) -> str:
     if div := report.get("diversity"):
         lines += _diversity_lines(div)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _cost_lines(cost: dict[str, Any]) -> list[str]:
+    limit = f" of a budget of {_money(cost['max_cost'])}" if cost.get("max_cost") else ""
+    lines = [
+        "## Cost",
+        "",
+        f"**{_money(cost['total'])}**{limit}, at the spec's prices per 1M tokens, from the "
+        "token usage each endpoint reported (cache hits cost nothing).",
+        "",
+        "| agent | calls | input tokens | output tokens | cost |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for agent, e in cost.get("by_agent", {}).items():
+        lines.append(
+            f"| {agent} | {e['calls']} | {e['input_tokens']} | {e['output_tokens']} | "
+            f"{_money(e['cost'])} |"
+        )
+    if cost.get("unpriced_models"):
+        names = ", ".join(f"`{m}`" for m in cost["unpriced_models"])
+        lines += ["", f"No price in the spec for {names}: counted as free."]
+    return [*lines, ""]
+
+
+def _money(value: float | None) -> str:
+    """Enough digits for a run of a few cents to show (prices are per million tokens)."""
+    return "–" if value is None else f"{value:.4f}" if value >= 0.01 else f"{value:.6f}"
 
 
 def _decontamination_lines(dec: dict[str, Any]) -> list[str]:

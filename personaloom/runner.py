@@ -36,6 +36,7 @@ from personaloom.endpoints import (
     DEFAULT_EMBEDDING_MODEL,
     ConfigError,
     Overrides,
+    check_prices,
     embeddings_provider,
     resolve_endpoints,
     with_local,
@@ -56,6 +57,7 @@ from personaloom.graphs.state import DraftOutcome, DraftTask
 from personaloom.llm import LLM, Budget, Endpoint, ReplyCache
 from personaloom.llm.cache import default_cache_dir
 from personaloom.pool import PoolRead, load_pool
+from personaloom.prices import Prices, total_cost
 from personaloom.report import build_report, write_report
 from personaloom.runlock import RunLock
 from personaloom.spec import Spec, SpecError, budget_warning, load_spec
@@ -301,9 +303,12 @@ def read_inputs(spec: Spec) -> tuple[list[PoolRead], AvoidSet | None]:
     return load_pool(spec), load_avoid(spec)
 
 
-def spent_before(meta: dict, usage: Any, run_dir: Path, notice: Callable[[str], None]) -> Any:
-    """Calls and tokens spent so far: the trace store's count, never below what run.json
-    recorded (a deleted or replaced traces.sqlite must not reset a budget)."""
+def spent_before(
+    meta: dict, traces: TraceStore, prices: Prices, run_dir: Path, notice: Callable[[str], None]
+) -> dict[str, Any]:
+    """Calls, tokens and cost spent so far: the trace store's count, never below what
+    run.json recorded (a deleted or replaced traces.sqlite must not reset a budget)."""
+    usage = traces.usage()
     recorded = meta.get("spent") or {}
     calls, tokens = recorded.get("calls", 0), recorded.get("tokens", 0)
     if usage.calls < calls:
@@ -312,7 +317,8 @@ def spent_before(meta: dict, usage: Any, run_dir: Path, notice: Callable[[str], 
             "its call history was lost; budgets count the recorded calls (any made after "
             "they were last recorded are not counted)"
         )
-    return max(usage.calls, calls), max(usage.tokens, tokens)
+    cost = max(total_cost(traces.token_usage(), prices), recorded.get("cost", 0.0))
+    return {"calls": max(usage.calls, calls), "tokens": max(usage.tokens, tokens), "cost": cost}
 
 
 async def arun(
@@ -338,8 +344,6 @@ async def arun(
     dashboard keeps its UI responsive that way).
     """
     spec, run_dir, meta = _load_run(spec, out, resume)
-    if resume is None and (warning := budget_warning(spec)):
-        notice(f"warning: {warning}")
     try:
         return await _session(
             spec,
@@ -380,6 +384,10 @@ async def _session(
 ) -> RunResult:
     """One session of a run whose directory and frozen spec ``_load_run`` has read."""
     endpoints, needs_local = resolve_endpoints(spec, overrides)
+    if problems := check_prices(spec, endpoints):
+        raise SpecError(spec.source, problems)
+    if not resumed and (warning := budget_warning(spec, endpoints)):
+        notice(f"warning: {warning}")
     pool, avoid = await asyncio.to_thread(read_inputs, spec)  # before the run directory
     started = time.monotonic()
     status, stop_reason = "interrupted", "interrupted"
@@ -399,13 +407,15 @@ async def _session(
         stack.callback(_claim_run(spec, run_dir, meta, new=not resumed).release)
         traces = open_traces(run_dir)
         stack.callback(traces.close)
-        calls, tokens = spent_before(meta, traces.usage(), run_dir, notice)
+        prices = Prices.of(spec)
+        spent = spent_before(meta, traces, prices, run_dir, notice)
         budget = Budget(
             max_calls=spec.budget.max_calls,
             max_tokens=spec.budget.max_tokens,
+            max_cost=spec.budget.max_cost,
             max_seconds=spec.budget.max_seconds,
-            calls=calls,
-            tokens=tokens,
+            prices=prices,
+            **spent,
             elapsed_before=meta.get("elapsed_seconds", 0.0),
         )
         llm = LLM(
@@ -476,7 +486,11 @@ async def _session(
                 # Already failing (a full disk, most often): keep that error, not this one.
                 notice(f"warning: the end of the session was not recorded: {exc}")
             events.emit(
-                "run_finished", status=status, stop_reason=stop_reason, accepted=store.accepted
+                "run_finished",
+                status=status,
+                stop_reason=stop_reason,
+                accepted=store.accepted,
+                **budget.spent(),
             )
     return RunResult(run_dir=run_dir, status=status, stop_reason=stop_reason, report=report)
 
@@ -501,7 +515,7 @@ async def _end_session(
     )
     meta["status"] = status
     meta["stop_reason"] = stop_reason
-    meta["spent"] = {"calls": budget.calls, "tokens": budget.tokens}
+    meta["spent"] = budget.spent()
     write_json_atomic(run_dir / RUN_JSON, meta)
     vectors = await asyncio.to_thread(index.vectors, SAMPLES)
     report = build_report(
@@ -579,7 +593,7 @@ async def _open_checkpoints(run_dir: Path, stack: AsyncExitStack) -> tuple[Any, 
 
 
 class _SpentRecorder:
-    """Keeps run.json's count of spent calls and tokens current (at most every few seconds),
+    """Keeps run.json's count of spent calls, tokens and cost current (at most every few seconds),
     so that budgets survive the loss of traces.sqlite even after a kill."""
 
     EVERY = 2.0
@@ -592,7 +606,7 @@ class _SpentRecorder:
         now = time.monotonic()
         if now - self._last >= self.EVERY:
             self._last = now
-            self.meta["spent"] = {"calls": self.budget.calls, "tokens": self.budget.tokens}
+            self.meta["spent"] = self.budget.spent()
             write_json_atomic(self.run_dir / RUN_JSON, self.meta)
 
 

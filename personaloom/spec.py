@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     create_model,
@@ -379,7 +380,17 @@ class Critic(_Strict):
 class Budget(_Strict):
     max_calls: int | None = Field(500, ge=1, description="endpoint calls (cache hits are free)")
     max_tokens: int | None = Field(None, ge=1)
+    max_cost: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="money spent, at the spec's `prices`"
+    )
     max_seconds: float | None = Field(None, gt=0)
+
+
+class Price(_Strict):
+    """What a model costs, per million tokens, in whatever currency the user bills in."""
+
+    input: float = Field(ge=0, allow_inf_nan=False, description="per 1M prompt tokens")
+    output: float = Field(ge=0, allow_inf_nan=False, description="per 1M completion tokens")
 
 
 class ModelConfig(_Strict):
@@ -449,6 +460,9 @@ class Spec(_Strict):
     novelty: Novelty = Field(default_factory=Novelty)
     critic: Critic = Field(default_factory=Critic)
     budget: Budget = Field(default_factory=Budget)
+    prices: dict[str, Price] = Field(
+        default_factory=dict, description="model name -> price per 1M input and output tokens"
+    )
     models: Models = Field(default_factory=Models)
     embeddings: Embeddings = Field(default_factory=Embeddings)
     cache: CacheConfig = Field(default_factory=CacheConfig)
@@ -459,6 +473,9 @@ class Spec(_Strict):
 
     # Set by load_spec: the folder relative paths are resolved against. Not part of the YAML.
     base_dir: Path = Field(default=Path("."), exclude=True)
+    # Set by parse_spec: the file errors found after loading (prices against the models the
+    # endpoints resolve to) are named with.
+    _source: str = PrivateAttr("<spec>")
 
     @field_validator("traits")
     @classmethod
@@ -509,6 +526,14 @@ class Spec(_Strict):
             raise ValueError("set `total` or give at least one trait a target above 0")
         return self
 
+    @field_validator("prices")
+    @classmethod
+    def _price_names(cls, prices: dict[str, Price]) -> dict[str, Price]:
+        blank = [name for name in prices if not name.strip()]
+        if blank:
+            raise ValueError("a model name must not be empty")
+        return prices
+
     @field_validator("prompts")
     @classmethod
     def _prompt_roles(cls, prompts: dict[str, str]) -> dict[str, str]:
@@ -516,6 +541,11 @@ class Spec(_Strict):
         if unknown:
             raise ValueError(f"unknown roles {unknown}; roles are {list(ROLES)}")
         return prompts
+
+    @property
+    def source(self) -> str:
+        """The spec's file (``<spec>`` when it was not read from one)."""
+        return self._source
 
     def resolve(self, relative: str) -> Path:
         path = Path(relative).expanduser()
@@ -622,6 +652,7 @@ def parse_spec(data: Any, *, source: str = "<spec>", base_dir: Path | None = Non
         ]
         raise SpecError(source, problems) from None
     spec.base_dir = base_dir or Path(".")
+    spec._source = source
     return spec
 
 
@@ -850,24 +881,37 @@ def total_target(spec: Spec) -> int:
 
 def fewest_calls(spec: Spec) -> int:
     """A lower bound on the endpoint calls meeting every target takes: a writer and a critic
-    call per accepted sample, and the mining calls for personas enough to write them (none
-    when a persona pool may supply them all)."""
+    call per accepted sample, and the mining calls for personas enough to write them, made as
+    the mining node makes them (none when a persona pool may supply them all; see
+    ``personaloom.estimate``, whose ``minimum`` this is for a long enough corpus)."""
+    from personaloom.estimate import fewest_mining_calls
+
     samples = total_target(spec)
-    if spec.personas.pool:
-        return 2 * samples
-    personas = math.ceil(samples / spec.personas.max_uses)
-    return 2 * samples + math.ceil(personas / spec.personas.per_text)
+    return 2 * samples + fewest_mining_calls(spec, samples)
 
 
-def budget_warning(spec: Spec) -> str | None:
-    """Why the targets cannot fit ``budget.max_calls``, or None."""
+def budget_warning(spec: Spec, endpoints: dict[str, Any] | None = None) -> str | None:
+    """Why the targets cannot fit ``budget.max_calls`` (or, given the roles' ``endpoints``,
+    ``budget.max_cost``) even when nothing is rejected, or None."""
     fewest, limit = fewest_calls(spec), spec.budget.max_calls
-    if limit is None or fewest <= limit:
+    if limit is not None and fewest > limit:
+        return (
+            f"the targets need {total_target(spec)} accepted samples, at least {fewest} calls "
+            f"(a writer and a critic call each, and persona mining) with no rejection at all, "
+            f"but budget.max_calls is {limit}: the run will end on its budget first"
+        )
+    if endpoints is None or spec.budget.max_cost is None or not spec.prices:
+        return None
+    from personaloom.estimate import estimate
+
+    minimum = estimate(spec, endpoints, acceptance=1.0).as_dict()["scenarios"]["minimum"]
+    if minimum["cost_total"] <= spec.budget.max_cost:
         return None
     return (
-        f"the targets need {total_target(spec)} accepted samples, at least {fewest} calls "
-        f"(a writer and a critic call each, and persona mining) with no rejection at all, "
-        f"but budget.max_calls is {limit}: the run will end on its budget first"
+        f"the targets need {total_target(spec)} accepted samples, about "
+        f"{minimum['cost_total']:.4g} with no rejection at all ({minimum['calls_total']} calls; "
+        f"personaloom estimate {spec.source} shows how that is counted), but budget.max_cost "
+        f"is {spec.budget.max_cost:g}: the run will end on its budget first"
     )
 
 

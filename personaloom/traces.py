@@ -107,6 +107,17 @@ class Usage:
     errors: int = 0
 
 
+@dataclass(frozen=True)
+class TokenUse:
+    """Tokens of the calls one agent made to one model (what cost is computed from)."""
+
+    agent: str
+    model: str
+    calls: int  # endpoint requests answered
+    input_tokens: int
+    output_tokens: int
+
+
 EVENT_FLUSH_SECONDS = 0.05
 _INSERT_EVENT = "INSERT INTO events(ts, kind, sample_id, persona_id, data) VALUES (?,?,?,?,?)"
 
@@ -276,6 +287,19 @@ class TraceStore:
                    FROM calls WHERE replay_of IS NULL"""
             ).fetchone()
         return Usage(calls=row[0], tokens=row[1], cache_hits=row[2], errors=row[3])
+
+    def token_usage(self) -> list[TokenUse]:
+        """Tokens the endpoints reported, per agent and model, over the calls budgets count
+        (replays excluded; cache hits report none): what cost is computed from."""
+        self.flush()
+        with self._lock:
+            rows = self._db.execute(
+                """SELECT agent, COALESCE(json_extract(params, '$.model'), ''),
+                     COALESCE(SUM(CASE WHEN cache_hit = 0 AND status != 'error' THEN 1 END), 0),
+                     COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0)
+                   FROM calls WHERE replay_of IS NULL GROUP BY 1, 2 ORDER BY 1, 2"""
+            ).fetchall()
+        return [TokenUse(*row) for row in rows]
 
     def calls(self, where: str = "", params: Iterable[Any] = ()) -> list[dict[str, Any]]:
         """Call rows (messages left as references); ``where`` is a trusted SQL fragment."""

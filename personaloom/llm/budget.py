@@ -1,10 +1,14 @@
-"""Run budgets: endpoint calls, tokens and wall time, checked before every request."""
+"""Run budgets: endpoint calls, tokens, cost and wall time, checked before every request."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+from personaloom.prices import Prices
 
 
 class BudgetExhausted(Exception):
@@ -15,9 +19,15 @@ class BudgetExhausted(Exception):
 class Budget:
     max_calls: int | None = None
     max_tokens: int | None = None
+    max_cost: float | None = None
     max_seconds: float | None = None
     calls: int = 0
     tokens: int = 0
+    # Money spent at ``prices``, counted from the usage each reply reports. Like tokens it is
+    # known only once a reply is in, so calls already in flight when it reaches ``max_cost``
+    # still finish: a run can end up to ``concurrency`` calls over the limit.
+    cost: float = 0.0
+    prices: Prices = field(default_factory=Prices)
     # Seconds spent by earlier sessions of a resumed run; wall time counts across resumes.
     elapsed_before: float = 0.0
     started: float = field(default_factory=time.monotonic)
@@ -33,6 +43,8 @@ class Budget:
             return "max_calls"
         if self.max_tokens is not None and self.tokens >= self.max_tokens:
             return "max_tokens"
+        if self.max_cost is not None and self.cost >= self.max_cost:
+            return "max_cost"
         if self.max_seconds is not None and self.elapsed >= self.max_seconds:
             return "max_seconds"
         return None
@@ -51,6 +63,15 @@ class Budget:
         with self._lock:
             self.calls = max(0, self.calls - 1)
 
-    def add_tokens(self, tokens: int) -> None:
+    def add_usage(self, model: str, usage: Mapping[str, Any]) -> None:
+        """Count a reply's tokens, and its cost at ``model``'s price (langchain's
+        ``usage_metadata``: ``input_tokens``, ``output_tokens``, ``total_tokens``)."""
+        cost = self.prices.cost(model, usage.get("input_tokens"), usage.get("output_tokens"))
         with self._lock:
-            self.tokens += tokens
+            self.tokens += usage.get("total_tokens", 0) or 0
+            self.cost += cost
+
+    def spent(self) -> dict[str, Any]:
+        """What run.json records, so that a lost traces.sqlite cannot reset the budget."""
+        with self._lock:
+            return {"calls": self.calls, "tokens": self.tokens, "cost": round(self.cost, 9)}

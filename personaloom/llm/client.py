@@ -383,7 +383,7 @@ class LLM:
             except json.JSONDecodeError as exc:
                 raise MalformedReply(f"the reply body is not JSON: {exc}") from None
         usage = dict(reply.usage_metadata or {})
-        self.budget.add_tokens(usage.get("total_tokens", 0))
+        self.budget.add_usage(endpoint.model, usage)
         return structured.raw_reply(reply.content, reply.tool_calls), usage
 
 

@@ -1,5 +1,5 @@
 """The run's counters: accepted against the total target, rejections by reason, calls,
-tokens, cache hits, the acceptance rate and the time left at that rate, and the live bars.
+tokens (and cost, when the spec has prices), cache hits, the acceptance rate and the time left at that rate, and the live bars.
 
 Exact counts come from the report (read from the run's files); the rate and the time left
 come from the event fold, because only events carry when each sample was accepted.
@@ -84,7 +84,7 @@ class Counters(Static):
                 f"   errors {_number(report.get('call_errors'))}"
             ),
         )
-        grid.add_row("tokens", Text(_number(report.get("tokens"))))
+        grid.add_row("tokens", self._tokens(report))
         grid.add_row("pace", self._pace())
         if self.bars is not None:
             grid.add_row("bars", self._bars(self.bars))
@@ -101,6 +101,16 @@ class Counters(Static):
             text.append(f" {count}")
         grid.add_row("rejected by", text or Text("-", style="dim"))
         return grid
+
+    @staticmethod
+    def _tokens(report: dict[str, Any]) -> Text:
+        """Tokens, and the cost when the spec has prices (against ``max_cost`` if set)."""
+        text = Text(_number(report.get("tokens")))
+        cost = report.get("cost")
+        if cost:
+            limit = cost.get("max_cost")
+            text.append(f"   cost {cost['total']:.4f}" + (f" of {limit:g}" if limit else ""))
+        return text
 
     def _pace(self) -> Text:
         pace = self.pace
