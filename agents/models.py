@@ -94,6 +94,7 @@ class RejectReason(StrEnum):
     LOW_QUALITY = "low_quality"  # critic score under min_score
     TRAIT_MISMATCH = "trait_mismatch"  # an assigned trait the critic could not confirm
     NEAR_DUPLICATE = "near_duplicate"  # too close to an accepted sample
+    SEEN_BEFORE = "seen_before"  # too close to an earlier run's sample in novelty memory
     UNPARSEABLE = "unparseable"  # the endpoint's reply did not parse, even after repair
     LLM_ERROR = "llm_error"  # the endpoint failed (timeouts, errors) after retries
     DIVERSITY_GATE = "diversity_gate"  # breaks a spec diversity gate (e.g. a common opening)

@@ -13,6 +13,7 @@ from personaloom.corpus import Corpus
 from personaloom.embeddings import Embedder
 from personaloom.events import EventSink
 from personaloom.llm import LLM
+from personaloom.memory import NoveltyMemory
 from personaloom.spec import ROLES, Spec, read_words
 from personaloom.store import RunStore
 from personaloom.vectors import NoveltyIndex
@@ -33,6 +34,7 @@ class Context:
     control: RunControl = field(default_factory=RunControl)
     planner: Any = None  # the run's Planner, made on first use (graphs.generation)
     openings: Counter[str] | None = None  # accepted samples' openings (agents.critic)
+    memory: NoveltyMemory | None = None  # novelty.memory: earlier runs' samples
 
     @property
     def novelty_threshold(self) -> float:
