@@ -80,7 +80,8 @@ class ChromaServer:
 
     def start(self, timeout: float = 60) -> ChromaServer:
         """Start the server; returns once its heartbeat answers. A port we picked ourselves
-        is picked again if someone takes it before the server binds it."""
+        is picked again if someone takes it before the server binds it; once the server has
+        started, it keeps its port (``start`` after ``stop`` or ``kill`` comes back on it)."""
         if self.running:
             return self
         self.path.mkdir(parents=True, exist_ok=True)
@@ -93,6 +94,7 @@ class ChromaServer:
             try:
                 self._spawn()
                 self._wait_ready(timeout)
+                self._requested_port = self._port  # a restart comes back on the same port
                 return self
             except ChromaServerError as exc:
                 log = _tail(self.log_path)

@@ -68,7 +68,6 @@ _ZEROS = bytes(1 << 20)
 # Seconds between attempts at a Chroma server that does not answer (a restart takes 2-3 s).
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 HTTP_TIMEOUT = httpx.Timeout(120.0, connect=5.0)  # a whole collection's ids can take a while
-_SETTINGS = Settings(anonymized_telemetry=False)
 
 
 @dataclass(frozen=True)
@@ -130,6 +129,11 @@ def _flush_at_exit(*args: Any) -> None:
             f"{exc}); the next run or resume adds them again from dataset.jsonl",
             file=sys.stderr,
         )
+
+
+def _settings() -> Settings:
+    """Chroma's clients write their host, port or path into the settings they get: one each."""
+    return Settings(anonymized_telemetry=False)
 
 
 class _Server:
@@ -202,7 +206,7 @@ def connect(url: str) -> Any:
                 host=parts.hostname or "127.0.0.1",
                 port=parts.port or 8000,
                 ssl=parts.scheme == "https",
-                settings=_SETTINGS,
+                settings=_settings(),
             )
         except ValueError as exc:  # chromadb's wording of a server it could not reach
             if "could not connect" not in str(exc).lower():
@@ -234,7 +238,7 @@ def stored_vectors(url: str, name: str) -> dict[str, list[float]]:
 
 def local_client(path: Path) -> Any:
     """Chroma's embedded client of the store at ``path`` (one per path per process)."""
-    return chromadb.PersistentClient(path=str(path), settings=_SETTINGS)
+    return chromadb.PersistentClient(path=str(path), settings=_settings())
 
 
 def _collection(client: Any, name: str, metadata: dict[str, Any] | None = None) -> Any:
