@@ -137,21 +137,30 @@ def _settings() -> Settings:
 
 
 class _Server:
-    """A Chroma server's URL and whether it answered the last call, shared by its client and
-    collections: once the retries gave up, later calls try once (an index closing after the
-    error, at exit, must not wait for the server again and again)."""
+    """A Chroma server's URL and when calls to it last gave up, shared by every client and
+    collection of the process on that URL (``_SERVERS``): for ``QUIET`` seconds after the
+    retries gave up, calls try once, so that the run's index, its memory and the closing of
+    both after the error (at exit too) do not each wait for the server again."""
+
+    QUIET = 60.0
 
     def __init__(self, url: str):
         self.url = url
-        self.down = False
+        self.gave_up: float | None = None
 
     def call(self, method: Callable[..., Any], collection: str | None, /, *args: Any, **kw: Any):
-        delays = () if self.down else RETRY_DELAYS
+        started = time.monotonic()
+        quiet = self.gave_up is not None and started - self.gave_up < self.QUIET
+        delays = () if quiet else RETRY_DELAYS
+        made = 0
         for attempt in range(len(delays) + 1):
+            if attempt and self.gave_up is not None and self.gave_up >= started:
+                break  # a call in another thread gave up meanwhile
+            made += 1
             try:
                 result = method(*args, **kw)
             except httpx.TimeoutException as exc:
-                self.down = True
+                self.gave_up = time.monotonic()
                 raise self._unavailable(exc, "did not answer in time") from None
             except httpx.TransportError as exc:
                 failure = exc
@@ -164,7 +173,7 @@ class _Server:
                     "rebuilds it from the run directory"
                 ) from None
             else:
-                self.down = False
+                self.gave_up = None
                 return (
                     _Retrying(result, self, result.name)
                     if isinstance(result, Collection)
@@ -172,14 +181,17 @@ class _Server:
                 )
             if attempt < len(delays):
                 time.sleep(delays[attempt])
-        self.down = True
-        tries = f"after {len(delays) + 1} attempts over {sum(delays):.0f} s" if delays else "again"
+        self.gave_up = time.monotonic()
+        tries = f"after {made} attempts over {self.gave_up - started:.0f} s" if delays else "again"
         raise self._unavailable(failure, f"did not answer {tries}")
 
     def _unavailable(self, exc: Exception, what: str) -> StoreUnavailable:
         return StoreUnavailable(
             f"the Chroma server at {self.url} {what} ({type(exc).__name__}: {exc})"
         )
+
+
+_SERVERS: dict[str, _Server] = {}
 
 
 class _Retrying:
@@ -198,7 +210,7 @@ class _Retrying:
 def connect(url: str) -> Any:
     """A client of the Chroma server at ``url``, retrying while it does not answer."""
     parts = urlsplit(url)
-    server = _Server(url)
+    server = _SERVERS.setdefault(url, _Server(url))
 
     def client() -> Any:
         try:
