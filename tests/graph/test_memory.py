@@ -169,3 +169,13 @@ def test_memory_list_show_and_drop(make_spec, tmp_path, capsys, monkeypatch) -> 
     # A new run starts the memory afresh.
     again = run(make_spec(name="again", novelty=NOVELTY, critic=CRITIC), out=tmp_path / "again")
     assert again.report["memory"]["rejected"] == 0
+
+
+def test_bad_memory_names_and_store_urls_are_spec_errors(make_spec, capsys) -> None:
+    spec = make_spec(novelty={"memory": "no/slashes", "store": "127.0.0.1:8000"})
+    assert main(["validate", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "novelty.memory: String should match pattern" in err
+    assert "novelty.store: expected a Chroma server URL such as http://127.0.0.1:8000" in err
+    assert main(["memory", "show", "no/slashes"]) == 2
+    assert "'no/slashes' is not a memory name" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from personaloom.tui.view import ViewLoader
 
 from personaloom import vectors
 from personaloom.chroma_server import ChromaServer
@@ -221,6 +222,12 @@ def test_novelty_memory_on_the_server(make_spec, server, tmp_path, capsys) -> No
     held = connect(server.url).get_collection(PREFIX + "server-stories").count()
     assert held == first.report["accepted"] + second.report["accepted"]
     assert not (tmp_path / "memory" / "server-stories").exists(), "a local memory was made"
+    # `personaloom watch` reads the run's files only, and shows the count too.
+    view = ViewLoader(second.run_dir)
+    try:
+        assert view.load().report["memory"] == second.report["memory"]
+    finally:
+        view.close()
 
     capsys.readouterr()
     assert main(["memory", "list", "--chroma-url", server.url]) == 0
