@@ -77,6 +77,11 @@ class ProgressDisplay:
             out.print(
                 "  rejections: " + ", ".join(f"{k} {v}" for k, v in report["rejections"].items())
             )
+        if memory := report.get("memory"):
+            out.print(
+                f"  novelty memory {memory['name']}: {memory['rejected']} drafts rejected as "
+                "copies of earlier runs' samples"
+            )
         if div := report.get("diversity"):
             opening = div.get("top_opening_share")
             out.print(
