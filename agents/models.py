@@ -95,6 +95,7 @@ class RejectReason(StrEnum):
     TRAIT_MISMATCH = "trait_mismatch"  # an assigned trait the critic could not confirm
     NEAR_DUPLICATE = "near_duplicate"  # too close to an accepted sample
     CONTAMINATED = "contaminated"  # resembles an eval or test item of novelty.avoid
+    SEEN_BEFORE = "seen_before"  # too close to an earlier run's sample in novelty memory
     UNPARSEABLE = "unparseable"  # the endpoint's reply did not parse, even after repair
     LLM_ERROR = "llm_error"  # the endpoint failed (timeouts, errors) after retries
     DIVERSITY_GATE = "diversity_gate"  # breaks a spec diversity gate (e.g. a common opening)

@@ -1,5 +1,6 @@
 """novelty-checker: embeds personas and samples, finds the nearest accepted neighbour in
-Chroma, and flags a near-duplicate (cosine similarity at or above the threshold).
+Chroma, and flags a near-duplicate (cosine similarity at or above the threshold); with a
+novelty memory, also a draft too close to an earlier run's sample (``seen_before``).
 
 It also keeps samples away from the spec's avoid set (``novelty.avoid``: eval or test items):
 a draft sharing a run of ``novelty.ngram`` words with an item, or as similar to one as a
@@ -25,6 +26,11 @@ async def nearest(
     ctx, collection: str, vector: list[float], *, exclude: str | None = None
 ) -> Neighbour | None:
     return await asyncio.to_thread(ctx.index.nearest, collection, vector, exclude=exclude)
+
+
+async def seen_before(ctx, vector: list[float]) -> Neighbour | None:
+    """An earlier run's sample in novelty memory at or above the threshold, if any."""
+    return await asyncio.to_thread(ctx.memory.match, vector, ctx.novelty_threshold)
 
 
 def is_duplicate(neighbour: Neighbour | None, threshold: float) -> bool:

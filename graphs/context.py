@@ -14,6 +14,7 @@ from personaloom.corpus import Corpus
 from personaloom.embeddings import Embedder
 from personaloom.events import EventSink
 from personaloom.llm import LLM
+from personaloom.memory import NoveltyMemory
 from personaloom.spec import ROLES, Spec, read_words
 from personaloom.store import RunStore
 from personaloom.vectors import NoveltyIndex
@@ -36,6 +37,7 @@ class Context:
     openings: Counter[str] | None = None  # accepted samples' openings (agents.critic)
     pool: list[dict[str, Any]] = field(default_factory=list)  # pool personas (personaloom.pool)
     avoid: AvoidSet | None = None  # items samples must not resemble (personaloom.avoid)
+    memory: NoveltyMemory | None = None  # novelty.memory: earlier runs' samples
 
     @property
     def novelty_threshold(self) -> float:

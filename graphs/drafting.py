@@ -142,6 +142,16 @@ async def check_novelty(state: DraftState, runtime: Runtime[Context]) -> dict:
         "similarity": round(neighbour.similarity, 4) if neighbour else None,
     }
     duplicate = novelty.is_duplicate(neighbour, ctx.novelty_threshold)
+    reason, feedback, found = RejectReason.NEAR_DUPLICATE, "", neighbour
+    if duplicate:
+        feedback = f"too similar ({neighbour.similarity:.2f}) to sample {neighbour.id}"
+    elif ctx.memory is not None and (seen := await novelty.seen_before(ctx, vector)):
+        duplicate, reason, found = True, RejectReason.SEEN_BEFORE, seen
+        feedback = (
+            f"too similar ({seen.similarity:.2f}) to sample {seen.id} of an earlier run, "
+            f"kept in novelty memory {ctx.memory.name}"
+        )
+        update["neighbour_id"], update["similarity"] = seen.id, round(seen.similarity, 4)
     ctx.events.record(
         "novelty",
         sample_id=state["task"].draft_id,
@@ -150,13 +160,11 @@ async def check_novelty(state: DraftState, runtime: Runtime[Context]) -> dict:
         similarity=update["similarity"],
         threshold=ctx.novelty_threshold,
         duplicate=duplicate,
+        **({"memory": ctx.memory.name} if reason == RejectReason.SEEN_BEFORE else {}),
     )
     if duplicate:
-        feedback = f"too similar ({neighbour.similarity:.2f}) to sample {neighbour.id}"
-        verdict = _after_failure(
-            state, RejectReason.NEAR_DUPLICATE, feedback, ctx.spec.critic.max_revisions
-        )
-        return {**update, **verdict, "neighbour": neighbour.document}
+        verdict = _after_failure(state, reason, feedback, ctx.spec.critic.max_revisions)
+        return {**update, **verdict, "neighbour": found.document}
     return update
 
 

@@ -196,6 +196,8 @@ async def _accept(ctx: Context, outcome: DraftOutcome) -> bool:
         },
     }
     ctx.index.add(SAMPLES, task.draft_id, vector, critic.text_of(ctx.spec, record))
+    if ctx.memory is not None:
+        ctx.memory.remember(task.draft_id, vector, critic.text_of(ctx.spec, record))
     if ctx.store.add_sample(sample):
         _observe(ctx, sample, accepted=True)
         critic.opening_counts(ctx)[critic.opening(ctx.spec, record)] += 1

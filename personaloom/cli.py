@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
         "report", help="rewrite report.json, report.md and coverage.png of a run"
     )
     report.add_argument("run_dir", type=Path, help="a run directory")
+    report.add_argument(
+        "--chroma-url", help="the Chroma server holding the run's store, if it moved"
+    )
 
     tui = commands.add_parser(
         "tui", help="run a spec supervised in the terminal dashboard", epilog=EPILOG
@@ -85,7 +88,27 @@ def _parser() -> argparse.ArgumentParser:
 
     trace_cli.add_parser(commands)
     data_cli.add_parsers(commands)
+    _memory_parser(commands)
     return parser
+
+
+def _memory_parser(commands: Any) -> None:
+    memory = commands.add_parser(
+        "memory", help="list, show or drop novelty memories (novelty.memory)"
+    )
+    actions = memory.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="every memory, with its size")
+    show = actions.add_parser("show", help="a memory's size, embedder and runs")
+    show.add_argument("name")
+    drop = actions.add_parser("drop", help="delete a memory (asks first, or --yes)")
+    drop.add_argument("name")
+    drop.add_argument("--yes", action="store_true", help="do not ask")
+    for action in (listing, show, drop):
+        action.add_argument(
+            "--chroma-url",
+            help="memories on this Chroma server (default: the local memory folder, "
+            "$PERSONALOOM_MEMORY_DIR)",
+        )
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,6 +119,9 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-url", help="OpenAI-compatible endpoint for every role")
     parser.add_argument("--model", help="model name for every role")
     parser.add_argument("--embeddings", choices=["local", "openai"], help="embedding provider")
+    parser.add_argument(
+        "--chroma-url", help="a Chroma server for the novelty store (over novelty.store)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "watch": _tui,
         "export": data_cli.export_main,
         "mix": data_cli.mix_main,
+        "memory": _memory,
     }[args.command]
     try:
         return handler(args)
@@ -222,9 +249,65 @@ def _serve(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from personaloom.report import regenerate
 
-    path = regenerate(args.run_dir)
+    path = regenerate(args.run_dir, url=chroma_url(args))
     print(path)
     return EXIT_OK
+
+
+def chroma_url(args: argparse.Namespace) -> str | None:
+    """``--chroma-url``, checked like ``novelty.store``."""
+    from personaloom.spec import server_url
+
+    if not getattr(args, "chroma_url", None):
+        return None
+    try:
+        return server_url(args.chroma_url)
+    except ValueError as exc:
+        raise ConfigError(f"--chroma-url {args.chroma_url}: {exc}") from None
+
+
+def _memory(args: argparse.Namespace) -> int:
+    from personaloom import memory
+
+    url = chroma_url(args)
+    if args.action == "list":
+        found = memory.list_memories(url)
+        where = f"on the Chroma server at {url}" if url else f"in {memory.memory_dir()}"
+        if not found:
+            print(f"no novelty memory {where}")
+        for info in found:
+            print(_memory_line(info))
+        return EXIT_OK
+    if args.action == "show":
+        info, runs = memory.show_memory(args.name, url)
+        print(_memory_line(info))
+        print(f"  embedder: {info.embedder or 'unknown'}; created {info.created or 'unknown'}")
+        for share in runs:
+            print(
+                f"  {share.run}: {share.samples} samples ({share.run_dir or 'directory unknown'})"
+            )
+        return EXIT_OK
+    info, runs = memory.show_memory(args.name, url)
+    if not args.yes:
+        question = (
+            f"drop novelty memory {info.name} ({info.samples} samples of {len(runs)} runs, "
+            f"{info.where})? [y/N] "
+        )
+        if not sys.stdin.isatty():
+            raise ConfigError(
+                f"memory drop {args.name}: confirm with --yes (stdin is not a terminal)"
+            )
+        if input(question).strip().lower() not in ("y", "yes"):
+            print("kept")
+            return EXIT_OK
+    dropped = memory.drop_memory(args.name, url)
+    print(f"dropped novelty memory {dropped.name} ({dropped.samples} samples, {dropped.where})")
+    return EXIT_OK
+
+
+def _memory_line(info: Any) -> str:
+    size = f"{info.samples} samples" if info.samples is not None else info.note
+    return f"{info.name}: {size} ({info.where})"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -236,7 +319,12 @@ def _run(args: argparse.Namespace) -> int:
     from personaloom.runner import arun
 
     events_mode = args.events or not sys.stdout.isatty()
-    overrides = Overrides(base_url=args.base_url, model=args.model, embeddings=args.embeddings)
+    overrides = Overrides(
+        base_url=args.base_url,
+        model=args.model,
+        embeddings=args.embeddings,
+        chroma_url=chroma_url(args),
+    )
     listener = _print_event if events_mode else None
     progress = None
     if not events_mode:

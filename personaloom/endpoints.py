@@ -28,6 +28,7 @@ class Overrides:
     base_url: str | None = None
     model: str | None = None
     embeddings: str | None = None  # "local" | "openai"
+    chroma_url: str | None = None  # the novelty store's server (over novelty.store)
 
 
 def _api_key(

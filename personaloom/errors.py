@@ -36,3 +36,7 @@ def disk_full(exc: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+class StoreUnavailable(RuntimeError):
+    """A Chroma server stopped answering, or lost a collection (names the URL; resumable)."""

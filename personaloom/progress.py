@@ -88,6 +88,11 @@ class ProgressDisplay:
                 f"  decontamination: {dec['caught']} drafts caught resembling "
                 f"{dec['items_hit']} of {dec['items']} avoided items, {dec['rejected']} rejected"
             )
+        if memory := report.get("memory"):
+            out.print(
+                f"  novelty memory {memory['name']}: {memory['rejected']} drafts rejected as "
+                "copies of earlier runs' samples"
+            )
         if div := report.get("diversity"):
             opening = div.get("top_opening_share")
             out.print(

@@ -9,11 +9,15 @@ regenerates it for any run, finished or not.
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from personaloom.agents.critic import main_text
+from personaloom.agents.models import RejectReason
 from personaloom.graphs.coverage import Ledger
 from personaloom.prices import Prices, cost_report
 from personaloom.runlock import effective_status
@@ -137,6 +141,7 @@ def build_report(
         "unmet": unmet,
         "stagnant": ledger.stagnant() + no_persona,
         "rejections": dict(sorted(store.reasons.items())),
+        **_memory(spec, store),
         "personas": len(store.persona_by_id),
         "calls": max(usage.calls, (spent or {}).get("calls", 0)),
         "tokens": max(usage.tokens, (spent or {}).get("tokens", 0)),
@@ -175,6 +180,14 @@ def decontamination(spec: Spec, store: RunStore, traces: TraceStore) -> dict[str
         "items_hit": len({c.get("item") for c in caught.values()}),
         "rejected": store.reasons.get("contaminated", 0),
     }
+
+
+def _memory(spec: Spec, store: RunStore) -> dict[str, Any]:
+    """With novelty memory: its name and the drafts rejected against it (``seen_before``)."""
+    if not spec.novelty.memory:
+        return {}
+    rejected = store.reasons.get(str(RejectReason.SEEN_BEFORE), 0)
+    return {"memory": {"name": spec.novelty.memory, "rejected": rejected}}
 
 
 def measure_diversity(
@@ -238,6 +251,12 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     if cost := report.get("cost"):
         lines += _cost_lines(cost)
+    if memory := report.get("memory"):
+        lines += [
+            f"Novelty memory `{memory['name']}`: **{memory['rejected']}** drafts rejected as "
+            "near-duplicates of earlier runs' samples (`seen_before`).",
+            "",
+        ]
     if report.get("coverage") or report.get("joint"):
         lines += ["![coverage](coverage.png)", ""]
     for trait, values in report.get("coverage", {}).items():
@@ -411,28 +430,47 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> Path:
     return path
 
 
-def run_vectors(run_dir: Path) -> dict[str, list[float]]:
-    """Sample embeddings from the run's Chroma store (only when no process is running it)."""
-    from personaloom.vectors import SAMPLES, NoveltyIndex
+def run_vectors(run_dir: Path, meta: dict[str, Any], url: str | None = None) -> dict:
+    """Sample embeddings from the run's Chroma store: its collection on the server at
+    ``url`` or the one run.json names (read only: a server may hold it while the run goes
+    on), else ``chroma/`` (only when no process is running it)."""
+    from personaloom.vectors import SAMPLES, NoveltyIndex, run_prefix, stored_vectors
 
-    if not (run_dir / "chroma").exists():
+    url = url or meta.get("novelty_store")
+    if url:
+        return stored_vectors(url, run_prefix(meta.get("store_key", "")) + SAMPLES)
+    if not (run_dir / CHROMA).exists():
         return {}
     return NoveltyIndex(run_dir / CHROMA).vectors(SAMPLES)
 
 
-def regenerate(run_dir: Path) -> Path:
-    """Rebuild the report of any run directory from its files."""
-    return write_report(run_dir, rebuild(run_dir))
+def regenerate(
+    run_dir: Path, *, url: str | None = None, notice: Callable[[str], None] | None = None
+) -> Path:
+    """Rebuild the report of any run directory from its files, and write it."""
+    return write_report(run_dir, rebuild(run_dir, url=url, notice=notice))
 
 
-def rebuild(run_dir: Path) -> dict[str, Any]:
-    """The report of any run directory, built from its files and written nowhere (readers
-    such as ``personaloom export`` must not change the run)."""
+def rebuild(
+    run_dir: Path, *, url: str | None = None, notice: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """The report of any run directory, built from its files (and its Chroma store's
+    embeddings; ``url`` when its server moved) and written nowhere: readers such as
+    ``personaloom export`` must not change the run. A server that does not answer costs the
+    embedding measures only, with a ``notice``."""
+    from personaloom.errors import StoreUnavailable
+
     spec, meta = load_run(run_dir)
     store = RunStore(run_dir, readonly=True)
     traces = TraceStore(run_dir / TRACES, readonly=True)
     status = effective_status(run_dir, meta)
-    vectors = run_vectors(run_dir) if status != "running" else {}
+    vectors: dict = {}
+    if status != "running" or url or meta.get("novelty_store"):
+        try:
+            vectors = run_vectors(run_dir, meta, url)
+        except StoreUnavailable as exc:
+            message = f"warning: {exc}; the report leaves out the embedding measures"
+            (notice or functools.partial(print, file=sys.stderr))(message)
     try:
         report = build_report(
             spec,

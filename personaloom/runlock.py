@@ -36,16 +36,20 @@ class RunLock:
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            run_dir = self.path.parent
-            raise RunDirectoryBusy(
-                f"{run_dir} is in use by another personaloom process (pid {holder}); "
-                f"follow it with `personaloom watch {run_dir}`, or wait for it to end "
-                f"(or stop it) and then `personaloom run --resume {run_dir}`"
-            ) from None
+            raise self.busy(holder) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
         return self
+
+    def busy(self, holder: str) -> ConfigError:
+        """The error for a folder that process ``holder`` holds."""
+        run_dir = self.path.parent
+        return RunDirectoryBusy(
+            f"{run_dir} is in use by another personaloom process (pid {holder}); "
+            f"follow it with `personaloom watch {run_dir}`, or wait for it to end "
+            f"(or stop it) and then `personaloom run --resume {run_dir}`"
+        )
 
     def release(self) -> None:
         if self._fd is not None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import secrets
 import sqlite3
 import sys
 import time
@@ -49,13 +51,15 @@ from personaloom.errors import (  # noqa: F401 - re-exported for scripts
     EXIT_STALLED,
     EXIT_USAGE,
     DiskFull,
+    StoreUnavailable,
     disk_full,
 )
 from personaloom.events import EventSink, Listener
 from personaloom.graphs import Context, build_graph
 from personaloom.graphs.state import DraftOutcome, DraftTask
 from personaloom.llm import LLM, Budget, Endpoint, ReplyCache
-from personaloom.llm.cache import default_cache_dir
+from personaloom.llm.cache import default_cache_dir, public_url
+from personaloom.memory import NoveltyMemory, open_memory
 from personaloom.pool import PoolRead, load_pool
 from personaloom.prices import Prices, total_cost
 from personaloom.report import build_report, write_report
@@ -72,7 +76,15 @@ from personaloom.store import (
     write_json_atomic,
 )
 from personaloom.traces import TraceStore
-from personaloom.vectors import AVOID, PERSONAS, SAMPLES, NoveltyIndex, discard_clients
+from personaloom.vectors import (
+    AVOID,
+    PERSONAS,
+    SAMPLES,
+    NoveltyIndex,
+    connect,
+    discard_clients,
+    run_prefix,
+)
 
 _EXIT_CODES = {"complete": EXIT_OK, "budget": EXIT_BUDGET, "stalled": EXIT_STALLED}
 RESUMABLE = ("running", "stopped")  # statuses a resume continues; the others are final
@@ -125,14 +137,39 @@ def _load_run(
     if spec is None:
         raise ConfigError("give a spec to run, or --resume RUN_DIR")
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
+    created = datetime.now().isoformat(timespec="seconds")
     meta = {
         "name": spec.name,
         "spec_dir": str(spec.base_dir.resolve()),
-        "created": datetime.now().isoformat(timespec="seconds"),
+        "created": created,
         "elapsed_seconds": 0.0,
         "status": "running",
+        "store_key": store_key(spec.name, created),
     }
     return spec, new_run_dir(spec, out), meta
+
+
+def store_key(name: str, created: str) -> str:
+    """The run's namespace on shared stores (its collections on a Chroma server, its ids in
+    novelty memory): the spec's name, the creation time and a random part, so that runs of
+    one spec started in the same second on two machines still differ. Recorded in run.json."""
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "-", name)[:40].strip("-_") or "run"
+    return f"{safe}-{re.sub(r'[^0-9]', '', created)[:14]}-{secrets.token_hex(3)}"
+
+
+def novelty_store(spec: Spec, overrides: Overrides, meta: dict) -> str | None:
+    """The run's Chroma server, if any: ``--chroma-url``, else ``novelty.store``, else the
+    server an earlier session of the run was pointed at (run.json's ``novelty_store``)."""
+    return overrides.chroma_url or spec.novelty.store or meta.get("novelty_store")
+
+
+def _record_store(meta: dict, url: str | None) -> bool:
+    """Put the run's store key and server in ``meta``; whether anything changed."""
+    before = (meta.get("store_key"), meta.get("novelty_store"))
+    meta.setdefault("store_key", store_key(meta.get("name", "run"), meta.get("created", "")))
+    if url:
+        meta["novelty_store"] = public_url(url)
+    return (meta["store_key"], meta.get("novelty_store")) != before
 
 
 def _claim_run(spec: Spec, run_dir: Path, meta: dict, *, new: bool) -> RunLock:
@@ -261,12 +298,20 @@ def open_index(
     embedder: Embedder,
     notice: Callable[[str], None],
     avoid: AvoidSet | None = None,
+    *,
+    url: str | None = None,
+    key: str = "",
 ) -> NoveltyIndex:
     """The run's Chroma store, holding exactly the run's samples and personas, and the items
     of the avoid set in a collection of their own.
 
     Chroma is derived data, so a store that cannot be opened or read is moved aside and
-    rebuilt from dataset.jsonl and personas.jsonl, with a notice naming both folders."""
+    rebuilt from dataset.jsonl and personas.jsonl, with a notice naming both folders. On a
+    server (``url``) the run's collections are named after its store ``key``; missing ones
+    are made and filled, and collections behind or ahead of the files are reconciled."""
+    if url:
+        index = NoveltyIndex(url=url, prefix=run_prefix(key))
+        return _reconciled(index, spec, store, embedder, avoid)
     path = run_dir / CHROMA
     try:
         return _reconciled(NoveltyIndex(path), spec, store, embedder, avoid)
@@ -301,6 +346,16 @@ def read_inputs(spec: Spec) -> tuple[list[PoolRead], AvoidSet | None]:
     """The persona pool and the avoid set, read from their files (a TableError, exit 2,
     names a file that cannot be read)."""
     return load_pool(spec), load_avoid(spec)
+
+
+def _close_memory(memory: NoveltyMemory, run_dir: Path, notice: Callable[[str], None]) -> None:
+    try:
+        memory.close()
+    except StoreUnavailable as exc:
+        notice(
+            f"warning: the last samples were not added to novelty memory {memory.name} ({exc}); "
+            f"once it answers, personaloom run --resume {run_dir} adds them"
+        )
 
 
 def spent_before(
@@ -358,6 +413,15 @@ async def arun(
             local_model_niceness=local_model_niceness,
             notice=notice,
         )
+    except StoreUnavailable as exc:
+        if not (run_dir / RUN_JSON).exists():
+            raise StoreUnavailable(
+                f"{exc}; nothing was written: start it, then run again"
+            ) from None
+        raise StoreUnavailable(
+            f"{exc}; what was written is intact: once it answers again, continue with  "
+            f"personaloom run --resume {run_dir}"
+        ) from None
     except Exception as exc:
         if not disk_full(exc):
             raise
@@ -404,7 +468,24 @@ async def _session(
                 endpoints, run_dir, stack, local_model_niceness
             )
         embedder = make_embedder(spec, overrides, endpoints, cache)
+        url = novelty_store(spec, overrides, meta)
+        recorded = _record_store(meta, url)
+        if url:
+            await asyncio.to_thread(connect, url)  # one that does not answer: nothing made yet
+        memory = None
+        if spec.novelty.memory:
+            memory = await asyncio.to_thread(
+                open_memory,
+                spec.novelty.memory,
+                url=url,
+                embedder=embedder.name,
+                run_key=meta["store_key"],
+                run_dir=run_dir,
+            )
+            stack.callback(_close_memory, memory, run_dir, notice)
         stack.callback(_claim_run(spec, run_dir, meta, new=not resumed).release)
+        if resumed and recorded:
+            write_json_atomic(run_dir / RUN_JSON, meta)
         traces = open_traces(run_dir)
         stack.callback(traces.close)
         prices = Prices.of(spec)
@@ -429,7 +510,20 @@ async def _session(
         )
         stack.push_async_callback(llm.aclose)
         store = RunStore(run_dir)
-        index = await asyncio.to_thread(open_index, run_dir, spec, store, embedder, notice, avoid)
+        index = await asyncio.to_thread(
+            open_index,
+            run_dir,
+            spec,
+            store,
+            embedder,
+            notice,
+            avoid,
+            url=url,
+            key=meta["store_key"],
+        )
+        if memory is not None:
+            accepted = {s["id"]: text_of(spec, s["output"]) for s in store.dataset.rows}
+            await asyncio.to_thread(memory.reconcile, accepted, embedder.embed)
         events = EventSink(traces, list(listeners), list(detail_listeners))
         ctx = Context(
             spec=spec,
@@ -442,6 +536,7 @@ async def _session(
             control=control,
             pool=[persona for source in pool for persona in source.personas],
             avoid=avoid,
+            memory=memory,
         )
         app, snapshot = await _open_checkpoints(run_dir, stack)
         values = snapshot.values or {}
@@ -478,7 +573,17 @@ async def _session(
         finally:
             try:
                 report = await _end_session(
-                    spec, run_dir, meta, store, traces, index, budget, status, stop_reason, started
+                    spec,
+                    run_dir,
+                    meta,
+                    store,
+                    traces,
+                    index,
+                    budget,
+                    status,
+                    stop_reason,
+                    started,
+                    notice,
                 )
             except Exception as exc:
                 if status != "error":
@@ -506,6 +611,7 @@ async def _end_session(
     status: str,
     stop_reason: str | None,
     started: float,
+    notice: Callable[[str], None],
 ) -> dict[str, Any]:
     """Record how the session ended in run.json, then write the report."""
     # run.json first: it is quick, and a second Ctrl-C during the slower report must not
@@ -517,7 +623,12 @@ async def _end_session(
     meta["stop_reason"] = stop_reason
     meta["spent"] = budget.spent()
     write_json_atomic(run_dir / RUN_JSON, meta)
-    vectors = await asyncio.to_thread(index.vectors, SAMPLES)
+    try:
+        vectors = await asyncio.to_thread(index.vectors, SAMPLES)
+    except StoreUnavailable as exc:
+        if status != "error":  # a run that ended well ends well: Chroma is derived data
+            notice(f"warning: {exc}; the report leaves out the embedding measures")
+        vectors = None
     report = build_report(
         spec,
         store,

@@ -13,6 +13,7 @@ import json
 import math
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -355,6 +356,10 @@ class AvoidSource(_Strict):
         return [self.field] if isinstance(self.field, str) else list(self.field)
 
 
+# A novelty memory's name: it names a folder and a Chroma collection (memory-NAME).
+MEMORY_NAME = r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9])?$"
+
+
 class Novelty(_Strict):
     threshold: float = Field(0.9, gt=0, le=1, description="cosine similarity that rejects")
     avoid: list[AvoidSource] = Field(
@@ -363,11 +368,40 @@ class Novelty(_Strict):
     ngram: int | None = Field(
         13, ge=3, le=50, description="words in a row shared with an avoided item that reject"
     )
+    store: str | None = Field(
+        None, description="a Chroma server URL, http://HOST:PORT (default: the run's chroma/)"
+    )
+    memory: str | None = Field(
+        None,
+        pattern=MEMORY_NAME,
+        description="novelty memory: accepted samples of every run naming it are rejected "
+        "as seen_before",
+    )
 
     @field_validator("avoid", mode="before")
     @classmethod
     def _one_avoid(cls, value: Any) -> Any:
         return _listed(value)
+
+    @field_validator("store")
+    @classmethod
+    def _server_url(cls, url: str | None) -> str | None:
+        return None if url is None else server_url(url)
+
+
+def server_url(url: str) -> str:
+    """A Chroma server URL as ``novelty.store`` and ``--chroma-url`` take it: ``http(s)://HOST
+    [:PORT]``, no path; ValueError otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected a Chroma server URL such as http://127.0.0.1:8000")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ValueError("the URL's port is not a number") from None
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        raise ValueError("give the server's address only, http://HOST:PORT, without a path")
+    return url.rstrip("/")
 
 
 class Critic(_Strict):
@@ -607,6 +641,8 @@ class Spec(_Strict):
                 role["base_url"] = public_url(role["base_url"])
         if data.get("embeddings", {}).get("base_url"):
             data["embeddings"]["base_url"] = public_url(data["embeddings"]["base_url"])
+        if data.get("novelty", {}).get("store"):
+            data["novelty"]["store"] = public_url(data["novelty"]["store"])
         return data
 
 

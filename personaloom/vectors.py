@@ -18,6 +18,12 @@ Two things keep the check cheap (see docs/benchmarks.md):
 And one keeps it right: HNSW looks at ``EF_SEARCH`` candidates per lookup, not Chroma's
 default 100, which at 1M stored vectors missed about one near-duplicate in ten.
 
+A store on a Chroma server (``url``) is reached through ``_Retrying``: a call that finds the
+server not answering is tried again a few times (``RETRY_DELAYS``, about 15 s in all), then
+fails with ``StoreUnavailable`` naming the URL; so does a call whose collection is gone from
+the server (restarted on another path). Chroma's HTTP client has no timeout of its own; one
+is set (``HTTP_TIMEOUT``).
+
 One keeps the run directory clean: Chroma's hnswlib writes the unused capacity of its
 ``length.bin`` and ``data_level0.bin`` files from memory it allocated and never zeroed
 (chroma-core/chroma#7688), so they could hold whatever the process had freed: an HTTP
@@ -31,16 +37,22 @@ import functools
 import struct
 import sys
 import threading
+import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import chromadb
+import httpx
 import numpy as np
+from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings
+from chromadb.errors import NotFoundError
+
+from personaloom.errors import StoreUnavailable
 
 PERSONAS = "personas"
 SAMPLES = "samples"
@@ -54,6 +66,9 @@ _NEAREST = 2  # the nearest two, so that one can be excluded (the query's own id
 # cur_element_count and size_data_per_element_ (native byte order and widths).
 _HNSW_HEADER = struct.Struct("=iQQQQ")
 _ZEROS = bytes(1 << 20)
+# Seconds between attempts at a Chroma server that does not answer (a restart takes 2-3 s).
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
+HTTP_TIMEOUT = httpx.Timeout(120.0, connect=5.0)  # a whole collection's ids can take a while
 
 
 @dataclass(frozen=True)
@@ -117,10 +132,132 @@ def _flush_at_exit(*args: Any) -> None:
         )
 
 
-def _collection(client: Any, name: str) -> Any:
+def _settings() -> Settings:
+    """Chroma's clients write their host, port or path into the settings they get: one each."""
+    return Settings(anonymized_telemetry=False)
+
+
+class _Server:
+    """A Chroma server's URL and when calls to it last gave up, shared by every client and
+    collection of the process on that URL (``_SERVERS``): for ``QUIET`` seconds after the
+    retries gave up, calls try once, so that the run's index, its memory and the closing of
+    both after the error (at exit too) do not each wait for the server again."""
+
+    QUIET = 60.0
+
+    def __init__(self, url: str):
+        self.url = url
+        self.gave_up: float | None = None
+
+    def call(self, method: Callable[..., Any], collection: str | None, /, *args: Any, **kw: Any):
+        started = time.monotonic()
+        quiet = self.gave_up is not None and started - self.gave_up < self.QUIET
+        delays = () if quiet else RETRY_DELAYS
+        made = 0
+        for attempt in range(len(delays) + 1):
+            if attempt and self.gave_up is not None and self.gave_up >= started:
+                break  # a call in another thread gave up meanwhile
+            made += 1
+            try:
+                result = method(*args, **kw)
+            except httpx.TimeoutException as exc:
+                self.gave_up = time.monotonic()
+                raise self._unavailable(exc, "did not answer in time") from None
+            except httpx.TransportError as exc:
+                failure = exc
+            except NotFoundError as exc:
+                if collection is None:  # a client's lookup of a collection that is not there
+                    raise
+                raise StoreUnavailable(
+                    f"the collection {collection} is gone from the Chroma server at {self.url} "
+                    f"(restarted on another path, or deleted: {exc}); resume the run, which "
+                    "rebuilds it from the run directory"
+                ) from None
+            else:
+                self.gave_up = None
+                return (
+                    _Retrying(result, self, result.name)
+                    if isinstance(result, Collection)
+                    else result
+                )
+            if attempt < len(delays):
+                time.sleep(delays[attempt])
+        self.gave_up = time.monotonic()
+        tries = f"after {made} attempts over {self.gave_up - started:.0f} s" if delays else "again"
+        raise self._unavailable(failure, f"did not answer {tries}")
+
+    def _unavailable(self, exc: Exception, what: str) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"the Chroma server at {self.url} {what} ({type(exc).__name__}: {exc})"
+        )
+
+
+_SERVERS: dict[str, _Server] = {}
+
+
+class _Retrying:
+    """A Chroma client or collection on a server: its methods go through ``_Server.call``."""
+
+    def __init__(self, target: Any, server: _Server, collection: str | None = None):
+        self._target, self._server, self._name = target, server, collection
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        if not callable(value):
+            return value
+        return functools.partial(self._server.call, value, self._name)
+
+
+def connect(url: str) -> Any:
+    """A client of the Chroma server at ``url``, retrying while it does not answer."""
+    parts = urlsplit(url)
+    server = _SERVERS.setdefault(url, _Server(url))
+
+    def client() -> Any:
+        try:
+            made = chromadb.HttpClient(
+                host=parts.hostname or "127.0.0.1",
+                port=parts.port or 8000,
+                ssl=parts.scheme == "https",
+                settings=_settings(),
+            )
+        except ValueError as exc:  # chromadb's wording of a server it could not reach
+            if "could not connect" not in str(exc).lower():
+                raise
+            raise httpx.ConnectError(str(exc)) from None
+        session = getattr(getattr(made, "_server", None), "_session", None)
+        if session is not None:  # chromadb's own session never times out
+            session.timeout = HTTP_TIMEOUT
+        return made
+
+    return _Retrying(server.call(client, None), server)
+
+
+def run_prefix(key: str) -> str:
+    """The Chroma names of a run's collections on a shared server start with this
+    (``run-KEY-samples``, ``run-KEY-personas``; ``KEY`` is run.json's ``store_key``)."""
+    return f"run-{key}-"
+
+
+def stored_vectors(url: str, name: str) -> dict[str, list[float]]:
+    """Every embedding of the collection ``name`` on the server at ``url``, by id, read
+    without creating anything ({} when the collection is not there)."""
+    try:
+        got = connect(url).get_collection(name).get(include=["embeddings"])
+    except NotFoundError:
+        return {}
+    return {id_: list(map(float, v)) for id_, v in zip(got["ids"], got["embeddings"], strict=True)}
+
+
+def local_client(path: Path) -> Any:
+    """Chroma's embedded client of the store at ``path`` (one per path per process)."""
+    return chromadb.PersistentClient(path=str(path), settings=_settings())
+
+
+def _collection(client: Any, name: str, metadata: dict[str, Any] | None = None) -> Any:
     hnsw = {"space": "cosine", "ef_search": EF_SEARCH}
     col = client.get_or_create_collection(
-        name, configuration={"hnsw": hnsw}, embedding_function=None
+        name, configuration={"hnsw": hnsw}, metadata=metadata, embedding_function=None
     )
     found = ((col.configuration or {}).get("hnsw") or {}).get("ef_search")
     if found is not None and found < EF_SEARCH:
@@ -189,25 +326,31 @@ def discard_clients(path: Path) -> None:
 
 
 class NoveltyIndex:
-    def __init__(self, path: Path | None = None, *, url: str | None = None, prefix: str = ""):
+    def __init__(
+        self,
+        path: Path | None = None,
+        *,
+        url: str | None = None,
+        prefix: str = "",
+        collections: Mapping[str, str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ):
+        """The store at ``path``, or on the server at ``url``: ``collections`` maps the names
+        callers use to Chroma's (default: ``personas``, ``samples`` and ``avoid``, Chroma names
+        ``prefix + name``); a collection made here gets ``metadata``."""
         # Scrubs the local store's HNSW files; segment -> its files' sizes and times when last
         # scrubbed. A partial, not a method, so the exit finalizer holds no reference to self.
         self._scrub = functools.partial(_scrub_store, None if url else path, {})
         if url:
-            parts = urlsplit(url)
-            self._client = chromadb.HttpClient(
-                host=parts.hostname or "127.0.0.1",
-                port=parts.port or 8000,
-                ssl=parts.scheme == "https",
-                settings=Settings(anonymized_telemetry=False),
-            )
+            self._client = connect(url)
         else:
             assert path is not None
-            self._client = chromadb.PersistentClient(
-                path=str(path), settings=Settings(anonymized_telemetry=False)
-            )
+            self._client = local_client(path)
+        self.names = dict(
+            collections or {name: prefix + name for name in (PERSONAS, SAMPLES, AVOID)}
+        )
         self._collections = {
-            name: _collection(self._client, prefix + name) for name in (PERSONAS, SAMPLES, AVOID)
+            name: _collection(self._client, full, metadata) for name, full in self.names.items()
         }
         self._batch = max(1, int(self._client.get_max_batch_size()))
         self._lock = threading.RLock()
@@ -310,6 +453,11 @@ class NoveltyIndex:
 
     def close(self) -> None:
         self.flush()
+
+    def collection(self, name: str) -> Any:
+        """The Chroma collection itself, for queries this class does not make (novelty
+        memory's); its buffered adds are not in it until ``flush``."""
+        return self._collections[name]
 
     def ids(self, collection: str) -> set[str]:
         self.flush(collection)

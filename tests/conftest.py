@@ -26,10 +26,11 @@ TEXTS = [
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test sees the user's endpoint, key or cache."""
+    """No test sees the user's endpoint, key, cache or novelty memory."""
     for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PERSONALOOM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PERSONALOOM_MEMORY_DIR", str(tmp_path / "memory"))
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ from personaloom.store import load_run
 def main(args: argparse.Namespace) -> int:
     from personaloom.tui.app import PersonaloomApp
 
+    from personaloom.cli import chroma_url
+
     if args.command == "watch":
         load_run(args.run_dir)  # a clear error for a directory that is not a run
         PersonaloomApp(watch=args.run_dir).run()
@@ -32,7 +34,12 @@ def main(args: argparse.Namespace) -> int:
         spec=args.spec,
         out=args.out,
         resume=args.resume,
-        overrides=Overrides(base_url=args.base_url, model=args.model, embeddings=args.embeddings),
+        overrides=Overrides(
+            base_url=args.base_url,
+            model=args.model,
+            embeddings=args.embeddings,
+            chroma_url=chroma_url(args),
+        ),
         review=args.review,
     )
     code = app.run()
