@@ -33,6 +33,7 @@ class Context:
     control: RunControl = field(default_factory=RunControl)
     planner: Any = None  # the run's Planner, made on first use (graphs.generation)
     openings: Counter[str] | None = None  # accepted samples' openings (agents.critic)
+    persona_gate: Any = None  # the run's PersonaGate, made on first use (graphs.personas)
 
     @property
     def novelty_threshold(self) -> float:
