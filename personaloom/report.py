@@ -2,13 +2,15 @@
 
 Per trait value and per joint cell: target, accepted, attempts, acceptance rate, status and
 the most common rejection reason; targets set aside or given up and why; rejection reasons;
-diversity measures of the accepted samples (``personaloom.diversity``); calls, tokens and
-cache hits. Everything is rebuilt from the run directory's files, so ``personaloom report``
+diversity measures of the accepted samples (``personaloom.diversity``); the persona pool
+(its size, the personas turned away by reason, persona calls per persona that wrote an
+accepted sample, the descriptions' diversity); calls, tokens and cache hits. Everything is rebuilt from the run directory's files, so ``personaloom report``
 regenerates it for any run, finished or not.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +79,13 @@ def build_report(
     vectors: dict[str, list[float]] | None = None,
     diversity: bool = True,
     spent: dict[str, int] | None = None,
+    persona_vectors: dict[str, list[float]] | None = None,
 ) -> dict[str, Any]:
     """The report as a dict. ``vectors`` (sample id -> embedding) feed the embedding measures;
     ``diversity=False`` skips the diversity measures (cheap enough for a live dashboard);
     ``spent`` is run.json's count of calls and tokens, a floor under the trace store's (which
-    a deleted traces.sqlite would reset)."""
+    a deleted traces.sqlite would reset); ``persona_vectors`` (persona id -> embedding) feed
+    the persona section's embedding measures."""
     ledger = Ledger.from_store(spec, store)
     # A run that ended complete or stalled had mined all it could: values no persona carries
     # were given up. Mid-run or after a budget, more personas might still carry them.
@@ -143,6 +147,7 @@ def build_report(
     }
     if diversity:
         report["diversity"] = measure_diversity(spec, store, vectors)
+    report["persona_pool"] = persona_section(store, traces, persona_vectors, diversity=diversity)
     return report
 
 
@@ -169,6 +174,112 @@ def measure_diversity(
         vocabulary_used=used,
         vocabulary_size=sizes,
     )
+
+
+# -- the persona section ---------------------------------------------------------------------
+
+PERSONA_AGENTS = ("persona_miner", "persona_relater", "persona_checker")
+
+
+def persona_calls(traces: TraceStore) -> dict[str, int]:
+    """Endpoint calls per persona agent, counted as the report's ``calls`` are (no cache hits,
+    errors or replays)."""
+    rows = traces.calls(
+        f"agent IN ({','.join('?' * len(PERSONA_AGENTS))}) AND cache_hit = 0 "
+        "AND status != 'error' AND replay_of IS NULL",
+        PERSONA_AGENTS,
+    )
+    counts = Counter(row["agent"] for row in rows)
+    return {agent: counts[agent] for agent in PERSONA_AGENTS if counts[agent]}
+
+
+def persona_section(
+    store: RunStore,
+    traces: TraceStore,
+    vectors: dict[str, list[float]] | None = None,
+    *,
+    diversity: bool = True,
+) -> dict[str, Any]:
+    """The persona pool: its size, the personas turned away by reason, the calls that mining
+    and relating took per persona that wrote an accepted sample, and (with ``diversity``) how
+    varied the pool's descriptions are."""
+    pool = list(store.persona_by_id.values())
+    reasons = Counter(row["reason"] for row in store.rejected_personas.rows)
+    usable = {(s.get("persona") or {}).get("id") for s in store.dataset.rows} - {None}
+    calls = persona_calls(traces)
+    section: dict[str, Any] = {
+        "pool": len(pool),
+        "mined": sum(not p.get("depth") for p in pool),
+        "related": sum(bool(p.get("depth")) for p in pool),
+        "rejected": sum(reasons.values()),
+        "rejected_by_reason": dict(sorted(reasons.items())),
+        "wrote_accepted": len(usable),
+        "calls": calls,
+        "calls_per_usable_persona": (
+            round(sum(calls.values()) / len(usable), 3) if usable else None
+        ),
+    }
+    if diversity:
+        section["diversity"] = persona_diversity(pool, vectors)
+    return section
+
+
+def persona_diversity(
+    pool: list[dict[str, Any]], vectors: dict[str, list[float]] | None
+) -> dict[str, Any]:
+    """distinct-n over the persona descriptions, and Vendi and the mean cosine distance over
+    their embeddings (the run's Chroma ``personas`` collection)."""
+    from personaloom.diversity import distinct_ns, embedding_dispersion, tokenize
+
+    distinct = distinct_ns([tokenize(p["persona"]) for p in pool], (1, 2, 3))
+    embedded = [vectors[p["id"]] for p in pool if vectors and p["id"] in vectors]
+    dispersion = embedding_dispersion(embedded or None)
+
+    def rounded(value: float | None) -> float | None:
+        return None if value is None else round(value, 4)
+
+    return {
+        "personas": len(pool),
+        **{f"distinct_{n}": rounded(distinct[n]) for n in (1, 2, 3)},
+        "embeddings": dispersion["embeddings"],
+        "mean_cosine_distance": rounded(dispersion["mean_cosine_distance"]),
+        "vendi_score": rounded(dispersion["vendi_score"]),
+    }
+
+
+def _persona_lines(section: dict[str, Any]) -> list[str]:
+    calls = section.get("calls") or {}
+    per = section.get("calls_per_usable_persona")
+    lines = [
+        "## Personas",
+        "",
+        f"Pool **{section['pool']}** ({section['mined']} mined from texts, "
+        f"{section['related']} related); {section['rejected']} turned away; "
+        f"{section['wrote_accepted']} wrote accepted samples. "
+        f"{sum(calls.values())} persona calls ("
+        + (", ".join(f"{agent} {n}" for agent, n in calls.items()) or "none")
+        + f"): {_num(per, 2)} per persona that wrote an accepted sample.",
+        "",
+    ]
+    if section.get("rejected_by_reason"):
+        lines += ["| turned away because | personas |", "|---|---:|"]
+        for reason, count in sorted(section["rejected_by_reason"].items(), key=lambda kv: -kv[1]):
+            lines.append(f"| {reason} | {count} |")
+        lines.append("")
+    if div := section.get("diversity"):
+        lines += [
+            "| persona diversity | value | meaning |",
+            "|---|---|---|",
+            "| distinct-1 / 2 / 3 | "
+            + " / ".join(_num(div.get(f"distinct_{n}")) for n in (1, 2, 3))
+            + " | unique n-grams over all n-grams of the descriptions |",
+            f"| Vendi score | {_num(div.get('vendi_score'), 1)} | effective number of distinct "
+            f"personas (of {div.get('embeddings', 0)} embedded) |",
+            f"| mean pairwise cosine distance | {_num(div.get('mean_cosine_distance'))} | of "
+            "persona embeddings; higher is more spread out |",
+            "",
+        ]
+    return lines
 
 
 # -- report.md -------------------------------------------------------------------------------
@@ -260,6 +371,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append("")
     if div := report.get("diversity"):
         lines += _diversity_lines(div)
+    if personas := report.get("persona_pool"):
+        lines += _persona_lines(personas)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -332,13 +445,14 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> Path:
     return path
 
 
-def run_vectors(run_dir: Path) -> dict[str, list[float]]:
-    """Sample embeddings from the run's Chroma store (only when no process is running it)."""
-    from personaloom.vectors import SAMPLES, NoveltyIndex
+def run_vectors(run_dir: Path, collection: str = "samples") -> dict[str, list[float]]:
+    """Sample (or persona) embeddings from the run's Chroma store (only when no process is
+    running it)."""
+    from personaloom.vectors import NoveltyIndex
 
     if not (run_dir / "chroma").exists():
         return {}
-    return NoveltyIndex(run_dir / CHROMA).vectors(SAMPLES)
+    return NoveltyIndex(run_dir / CHROMA).vectors(collection)
 
 
 def regenerate(run_dir: Path) -> Path:
@@ -348,6 +462,7 @@ def regenerate(run_dir: Path) -> Path:
     traces = TraceStore(run_dir / TRACES, readonly=True)
     status = effective_status(run_dir, meta)
     vectors = run_vectors(run_dir) if status != "running" else {}
+    persona_vectors = run_vectors(run_dir, "personas") if status != "running" else {}
     try:
         report = build_report(
             spec,
@@ -357,6 +472,7 @@ def regenerate(run_dir: Path) -> Path:
             stop_reason=meta.get("stop_reason"),
             vectors=vectors,
             spent=meta.get("spent"),
+            persona_vectors=persona_vectors,
         )
     finally:
         traces.close()

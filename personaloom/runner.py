@@ -408,6 +408,7 @@ async def arun(
             meta["spent"] = {"calls": budget.calls, "tokens": budget.tokens}
             write_json_atomic(run_dir / RUN_JSON, meta)
             vectors = await asyncio.to_thread(index.vectors, SAMPLES)
+            persona_vectors = await asyncio.to_thread(index.vectors, PERSONAS)
             report = build_report(
                 spec,
                 store,
@@ -416,6 +417,7 @@ async def arun(
                 stop_reason=stop_reason,
                 vectors=vectors,
                 spent=meta["spent"],
+                persona_vectors=persona_vectors,
             )
             write_report(run_dir, report)
             events.emit(
