@@ -37,7 +37,7 @@ EXAMPLE_OVERLAP = 0.5  # Jaccard of content words with a prompt example
 SOURCE_SIMILARITY = 0.85  # cosine to the source text or parent persona (copies 0.87+)
 SOURCE_COPIED = 0.6  # share of its words in runs (2+ words) copied from the source
 
-_MARKUP = re.compile(r"[{}\[\]<>|\\`]")
+_MARKUP = re.compile(r"[{}\[\]<>|\\`]|https?:|www\.|\w\.(?:com|org|net|io)\b")
 _TIME = re.compile(r"^\W*\d{1,2}(?::\d{2})?(?:am|pm|[ap]\.m\.|h|m)?\W*$", re.IGNORECASE)
 _CLOCK = re.compile(r"\d:\d{2}|\d\s*(?:am|pm)\b", re.IGNORECASE)
 _QUOTED = re.compile(r'"([^"{}]+)"')
@@ -58,8 +58,13 @@ class GateFinding:
 
 
 def words(text: str) -> list[str]:
-    """Tokens of two letters or more and no digit: what counts towards a description's length."""
-    return [t for t in tokenize(text) if len(t) > 1 and not any(c.isdigit() for c in t)]
+    """What counts towards a description's length: the pieces between spaces that hold two
+    letters or more and no digit (so a URL or a dotted path is one word, "19am" none)."""
+    return [
+        piece
+        for piece in text.split()
+        if sum(c.isalpha() for c in piece) > 1 and not any(c.isdigit() for c in piece)
+    ]
 
 
 def content_words(text: str) -> set[str]:
@@ -71,7 +76,8 @@ def shape_finding(text: str) -> GateFinding | None:
     times, mostly letters, and enough words."""
     if match := _MARKUP.search(text):
         return GateFinding(
-            PersonaRejectReason.NOT_PROSE, f"markup or JSON, not a sentence ({match.group()!r})"
+            PersonaRejectReason.NOT_PROSE,
+            f"markup, JSON or a URL, not a sentence ({match.group()!r})",
         )
     pieces = text.split()
     times = sum(bool(_TIME.match(p) and _CLOCK.search(p)) for p in pieces)

@@ -29,6 +29,7 @@ GOOD = [
     "A 62-year-old retired postman who keeps bees and writes to the local paper.",
     "A pastry chef who opens the bakery at 5am and worries about the price of butter.",
     "An elderly neighbour who feeds pigeons in the park every morning.",
+    "A nurse/midwife in Leeds who runs the night shift and loves old films.",
     "A retired nurse in Lisbon",
     "Una enfermera jubilada de Lisboa que cultiva tomates en su balcón.",
 ]
@@ -77,9 +78,11 @@ def test_a_copy_of_a_prompt_example_is_rejected(reply: str) -> None:
     [
         ("19am 9:54m 7:30am", "clock times"),
         ("(f,g,h); (i): (j: (k:", "mostly not letters"),
-        ("] { name: { age: 60, job: { role:", "markup or JSON"),
+        ("] { name: { age: 60, job: { role:", "markup, JSON or a URL"),
         ("Javiera de la Torre, 2014-13.2.26.75.98 6:42.20", "mostly not letters"),
-        ("<persona>A nurse</persona>", "markup or JSON"),
+        ("<persona>A nurse</persona>", "markup, JSON or a URL"),
+        ("1234567890.com/user-benefits-the-worlds-most-rewarding-game", "a URL"),
+        ("Bella Colebrera, 2013-01-05.26.15.26.16..", "mostly not letters"),
     ],
 )
 def test_fragments_markup_and_timestamps_are_not_a_person(reply: str, why: str) -> None:
@@ -88,7 +91,16 @@ def test_fragments_markup_and_timestamps_are_not_a_person(reply: str, why: str) 
     assert why in finding.details
 
 
-@pytest.mark.parametrize("reply", ["A baker.", "Retired nurse", "Aliza", "a b c d e f g"])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "A baker.",
+        "Retired nurse",
+        "Aliza",
+        "a b c d e f g",
+        "user-benefits-of-the-worlds-best-game",
+    ],
+)
 def test_too_few_words_is_too_short(reply: str) -> None:
     finding = shape_finding(reply)
     assert finding is not None and finding.reason is PersonaRejectReason.TOO_SHORT
