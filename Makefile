@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test test-fast lint format bench bench-1m clean
+.PHONY: install demo test test-fast lint format bench bench-1m bench-personas clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ bench: $(STAMP)
 # all of `make bench`, so it has its own target.
 bench-1m: $(STAMP)
 	$(PY) bench/novelty_scale.py --sizes 10000,100000,1000000
+
+# Persona quality before and after the persona gate, on the embedded model: two runs of 20
+# samples, 15 to 60 minutes on 2 shared cores (docs/benchmarks.md).
+bench-personas: $(STAMP)
+	$(PY) bench/persona_quality.py
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
