@@ -19,6 +19,7 @@ minutes on 2 shared cores: ``make bench`` does not run this; ``make bench-person
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -187,28 +188,44 @@ def main(argv: list[str] | None = None) -> int:
     parser = common.parser(__doc__.split("\n")[0])
     parser.add_argument("--base", default="main", help="git revision measured as 'before'")
     parser.add_argument("--samples", type=int, default=20, help="accepted samples per run")
+    parser.add_argument(
+        "--sides",
+        default=",".join(SIDES),
+        help="which runs to make now (the other is measured from the last invocation's run)",
+    )
     args = parser.parse_args(argv)
     common.bench_env()
     samples = 2 if args.quick else args.samples
+    sides = [side for side in SIDES if side in args.sides.split(",")]
     started = time.perf_counter()
-    runs = args.out / "persona_quality-runs"  # kept for a look at the personas
-    shutil.rmtree(runs, ignore_errors=True)
-    runs.mkdir(parents=True)
-    results: dict[str, Any] = {}
+    runs = args.out / "persona_quality-runs"  # kept: to look at the personas, or re-measure
+    runs.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {side: {"run_dir": str(runs / side)} for side in SIDES}
+    for side in set(SIDES) - set(sides):
+        previous = args.out / "persona_quality.json"
+        if not (runs / side / "run.json").exists():
+            parser.error(f"no earlier {side} run in {runs}: run with --sides {side}")
+        if previous.exists():
+            results[side]["wall_seconds"] = json.loads(previous.read_text())[side]["wall_seconds"]
     with tempfile.TemporaryDirectory(prefix="personaloom-personas-") as tmp:
         base_path = compare.export(args.base, Path(tmp))
         with common.scripted_endpoint() if args.quick else nullcontext() as endpoint:
             spec = write_spec(runs, samples, endpoint.base_url if endpoint else None)
-            for side in SIDES:
+            for side in sides:
                 run_dir = runs / side
+                shutil.rmtree(run_dir, ignore_errors=True)
+                shutil.rmtree(runs / f"cache-{side}", ignore_errors=True)
                 seconds = run_side(
                     spec, run_dir, base_path if side == "before" else None, runs / f"cache-{side}"
                 )
-                results[side] = {"wall_seconds": round(seconds, 1), "run_dir": str(run_dir)}
+                results[side]["wall_seconds"] = round(seconds, 1)
     embed = embedder(args.quick)
     for side in SIDES:
         results[side].update(measure(Path(results[side]["run_dir"]), embed))
-    rows = [(name, results["before"][key], results["after"][key], aim) for name, key, aim in ROWS]
+    rows = [
+        (name, results["before"].get(key), results["after"].get(key), aim)
+        for name, key, aim in ROWS
+    ]
     print(common.table(["", f"before ({args.base})", "after", "aim"], rows))
     for side in SIDES:
         r = results[side]
