@@ -201,12 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     runs = args.out / "persona_quality-runs"  # kept: to look at the personas, or re-measure
     runs.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {side: {"run_dir": str(runs / side)} for side in SIDES}
-    for side in set(SIDES) - set(sides):
-        previous = args.out / "persona_quality.json"
-        if not (runs / side / "run.json").exists():
-            parser.error(f"no earlier {side} run in {runs}: run with --sides {side}")
-        if previous.exists():
-            results[side]["wall_seconds"] = json.loads(previous.read_text())[side]["wall_seconds"]
+    previous = args.out / "persona_quality.json"
+    for side in set(SIDES) - set(sides):  # measured again from its last run, if there is one
+        if previous.exists() and (runs / side / "run.json").exists():
+            earlier = json.loads(previous.read_text()).get(side) or {}
+            results[side]["wall_seconds"] = earlier.get("wall_seconds")
     with tempfile.TemporaryDirectory(prefix="personaloom-personas-") as tmp:
         base_path = compare.export(args.base, Path(tmp))
         with common.scripted_endpoint() if args.quick else nullcontext() as endpoint:
@@ -221,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
                 results[side]["wall_seconds"] = round(seconds, 1)
     embed = embedder(args.quick)
     for side in SIDES:
-        results[side].update(measure(Path(results[side]["run_dir"]), embed))
+        if (runs / side / "run.json").exists():
+            results[side].update(measure(runs / side, embed))
     rows = [
         (name, results["before"].get(key), results["after"].get(key), aim)
         for name, key, aim in ROWS
@@ -229,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     print(common.table(["", f"before ({args.base})", "after", "aim"], rows))
     for side in SIDES:
         r = results[side]
+        if "accepted" not in r:
+            continue
         print(
             f"{side}: accepted samples by a rejectable persona, by reason "
             f"{r['rejectable_by_reason']}; turned away {r['turned_away_by_reason']}; "
