@@ -170,9 +170,7 @@ async def _admit(ctx: Context, candidates: list[Candidate]) -> int:
     order; record the others with their reason."""
     settings = ctx.spec.personas
     fresh = [c for c in candidates if not ctx.store.persona_seen(c.row["id"])]
-    if not fresh:
-        return 0
-    passed = await asyncio.to_thread(_gated, ctx, fresh, settings.check != "off")
+    passed = await _gated(ctx, fresh) if settings.check != "off" else await _embedded(ctx, fresh)
     if settings.check == "llm" and passed:
         passed = await _checked(ctx, passed)
     added = 0
@@ -194,36 +192,42 @@ async def _admit(ctx: Context, candidates: list[Candidate]) -> int:
     return added
 
 
-def _gated(
-    ctx: Context, candidates: list[Candidate], gated: bool
+async def _embedded(
+    ctx: Context, candidates: list[Candidate]
 ) -> list[tuple[Candidate, list[float]]]:
-    """The candidates the gate lets through (all of them when not ``gated``), each with its
-    embedding; the rest are turned away. A description failing on its shape is not embedded."""
+    """``personas.check: off``: every candidate, with its embedding."""
+    if not candidates:
+        return []
+    vectors = await asyncio.to_thread(ctx.embedder.embed, [c.row["persona"] for c in candidates])
+    return [(c, list(v)) for c, v in zip(candidates, vectors, strict=True)]
+
+
+async def _gated(ctx: Context, candidates: list[Candidate]) -> list[tuple[Candidate, list[float]]]:
+    """The candidates the gate lets through, each with its embedding; the rest are turned
+    away. A description that fails on its shape alone is not embedded."""
     shaped = []
     for candidate in candidates:
-        if gated and (finding := shape_finding(candidate.row["persona"])):
+        if finding := shape_finding(candidate.row["persona"]):
             _turn_away(ctx, candidate.row, finding)
         else:
             shaped.append(candidate)
     if not shaped:
         return []
-    sources = list(dict.fromkeys(c.source for c in shaped)) if gated else []
-    vectors = ctx.embedder.embed([c.row["persona"] for c in shaped] + sources)
+    gate = await asyncio.to_thread(persona_gate, ctx)
+    sources = list(dict.fromkeys(c.source for c in shaped))
+    vectors = await asyncio.to_thread(
+        ctx.embedder.embed, [c.row["persona"] for c in shaped] + sources
+    )
     by_source = dict(zip(sources, vectors[len(shaped) :], strict=True))
     passed = []
-    for candidate, vector in zip(shaped, vectors, strict=False):
-        finding = (
-            persona_gate(ctx).similarity_finding(
-                candidate.row["persona"],
-                vector,
-                candidate.source,
-                by_source[candidate.source],
-                candidate.source_name,
-            )
-            if gated
-            else None
-        )
-        if finding:
+    for candidate, vector in zip(shaped, vectors[: len(shaped)], strict=True):
+        if finding := gate.similarity_finding(
+            candidate.row["persona"],
+            vector,
+            candidate.source,
+            by_source[candidate.source],
+            candidate.source_name,
+        ):
             _turn_away(ctx, candidate.row, finding)
         else:
             passed.append((candidate, list(vector)))

@@ -33,13 +33,14 @@ PRODUCT = "A friendly software package that keeps terminal sessions alive for it
 
 
 class EchoingResponder(PersonaloomResponder):
-    """Each miner reply starts with every bad reply (the source text itself for SOURCE_COPY)
-    and PRODUCT, each relater reply with a copy of the relater's prompt example."""
+    """Each miner reply holds every bad reply (the source text itself for SOURCE_COPY),
+    PRODUCT and one good persona; each relater reply starts with a copy of the relater's
+    prompt example."""
 
     def _mine(self, request: ChatRequest) -> dict[str, Any]:
         source = request.text.split("<text>")[1].split("</text>")[0].strip()
         bad = [source if text == SOURCE_COPY else text for text in BAD_MINED]
-        return {"personas": [*bad, PRODUCT, *super()._mine(request)["personas"]]}
+        return {"personas": [*bad, PRODUCT, *super()._mine(request)["personas"][:1]]}
 
     def _relate(self, request: ChatRequest) -> dict[str, Any]:
         return {"personas": [BAD_RELATED, *super()._relate(request)["personas"]]}
