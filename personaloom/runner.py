@@ -319,6 +319,11 @@ async def arun(
     if resume is None and (warning := budget_warning(spec)):
         notice(f"warning: {warning}")
     endpoints, needs_local = resolve_endpoints(spec, overrides)
+    if spec.personas.check == "llm" and endpoints["persona_checker"].embedded:
+        notice(
+            "warning: personas.check is llm but the persona_checker role has no endpoint: the "
+            "embedded 135M model cannot judge personas (set models.persona_checker)"
+        )
     started = time.monotonic()
     status, stop_reason = "interrupted", "interrupted"
     async with AsyncExitStack() as stack:

@@ -5,12 +5,14 @@ from; ``personas.check: off`` lets them in, ``personas.check: llm`` adds the che
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from personaloom.report import regenerate
 from personaloom.runner import run
 from personaloom.store import read_jsonl
 from personaloom.testing.scripted import ChatRequest, PersonaloomResponder, parse_chat
@@ -118,6 +120,9 @@ def test_bad_personas_are_turned_away_with_their_reason(make_spec, endpoint, tmp
     assert "## Personas" in markdown and "| prompt_example |" in markdown
     events = TraceStore(run_dir / "traces.sqlite", readonly=True).events("persona_rejected")
     assert sorted(e["data"]["persona_id"] for e in events) == sorted(r["id"] for r in rejected)
+    # `personaloom report` rebuilds the same section from the run directory alone.
+    regenerated = json.loads(regenerate(run_dir).read_text())
+    assert regenerated["persona_pool"] == section
 
 
 def test_with_the_gate_off_the_bad_personas_get_in(make_spec, tmp_path) -> None:
