@@ -73,7 +73,9 @@ def write_spec(folder: Path, samples: int, base_url: str | None) -> Path:
         # deterministic checks and the novelty check, as in the demo.
         "critic": {"min_score": 1, "check_traits": False, "max_revisions": 2},
         "budget": {"max_calls": 40 * samples},
-        "models": {"default": {"timeout": 300}},
+        # A story is ~150 tokens: 400 (not the template's 900) bounds a runaway reply, and
+        # 600 s covers a slow reply on cores shared with other model servers.
+        "models": {"default": {"timeout": 600}, "writer": {"max_tokens": 400}},
         "concurrency": 1,
         "seed": 0,
     }
