@@ -37,7 +37,7 @@ EXAMPLE_OVERLAP = 0.5  # Jaccard of content words with a prompt example
 SOURCE_SIMILARITY = 0.85  # cosine to the source text or parent persona (copies 0.87+)
 SOURCE_COPIED = 0.6  # share of its words in runs (2+ words) copied from the source
 
-_MARKUP = re.compile(r"[{}\[\]<>|\\`]|https?:|www\.|\w\.(?:com|org|net|io)\b")
+_MARKUP = re.compile(r"[{}\[\]<>\\`]|https?:|www\.|\w\.(?:com|org|net|io)\b")
 _TIME = re.compile(r"^\W*\d{1,2}(?::\d{2})?(?:am|pm|[ap]\.m\.|h|m)?\W*$", re.IGNORECASE)
 _CLOCK = re.compile(r"\d:\d{2}|\d\s*(?:am|pm)\b", re.IGNORECASE)
 _QUOTED = re.compile(r'"([^"{}]+)"')

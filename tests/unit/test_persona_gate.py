@@ -30,6 +30,7 @@ GOOD = [
     "A pastry chef who opens the bakery at 5am and worries about the price of butter.",
     "An elderly neighbour who feeds pigeons in the park every morning.",
     "A nurse/midwife in Leeds who runs the night shift and loves old films.",
+    "John Smith, 27 years old | Software engineer",  # SmolLM2 without a prompt example
     "A retired nurse in Lisbon",
     "Una enfermera jubilada de Lisboa que cultiva tomates en su balcón.",
 ]
