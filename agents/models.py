@@ -36,6 +36,14 @@ class RelatedPersonaList(BaseModel):
     personas: list[str] = Field(json_schema_extra={"items": {"type": "string", **_DESCRIPTION}})
 
 
+class PersonaCheck(BaseModel):
+    """Reply of the persona-checker (``personas.check: llm``): one verdict per description,
+    in the order they were given."""
+
+    model_config = ConfigDict(title="PersonaCheck")
+    plausible: list[bool]
+
+
 def labelled_persona_model(title: str, labels: dict[str, list[str]]) -> type[BaseModel]:
     """A persona list whose items also carry persona traits (``source: persona``), each
     constrained to the trait's values: ``{"personas": [{"persona": "...", "field": "law"}]}``.
@@ -100,3 +108,14 @@ class RejectReason(StrEnum):
     LLM_ERROR = "llm_error"  # the endpoint failed (timeouts, errors) after retries
     DIVERSITY_GATE = "diversity_gate"  # breaks a spec diversity gate (e.g. a common opening)
     HUMAN_REJECTED = "human_rejected"  # a reviewer turned it down (review mode)
+
+
+class PersonaRejectReason(StrEnum):
+    """The fixed taxonomy of why a mined or related persona did not enter the pool."""
+
+    NOT_PROSE = "not_prose"  # markup, JSON, clock times or mostly not letters
+    TOO_SHORT = "too_short"  # fewer words than a description of a person needs
+    PROMPT_EXAMPLE = "prompt_example"  # a near-copy of an example in the prompt templates
+    SOURCE_COPY = "source_copy"  # a near-copy of its source text (or its parent persona)
+    NEAR_DUPLICATE = "near_duplicate"  # too close to a persona already in the pool
+    IMPLAUSIBLE = "implausible"  # the LLM check (personas.check: llm) found no specific person

@@ -11,6 +11,9 @@ from personaloom.ids import stable_seed
 from personaloom.llm import CallInfo
 
 ROLE = "persona_miner"
+# Models often describe more people than asked for. Those cost no further call, and the gate
+# turns many away, so up to this many times the number asked for are kept.
+KEEP_PER_ASKED = 2
 
 
 def persona_labels(spec) -> dict[str, list[str]]:
@@ -49,7 +52,8 @@ def read_personas(reply: Any, labels: dict[str, list[str]]) -> list[tuple[str, d
 async def mine(
     ctx, text_id: str, text: str, relation: str, n: int, wanted: dict[str, list[str]] | None = None
 ) -> list[tuple[str, dict[str, str]]]:
-    """Up to ``n`` distinct ``(persona description, labels)`` for one corpus text."""
+    """``n`` distinct ``(persona description, labels)`` asked for one corpus text; up to
+    ``KEEP_PER_ASKED * n`` kept when the reply holds more."""
     labels = persona_labels(ctx.spec)
     schema = labelled_persona_model("PersonaList", labels) if labels else PersonaList
     reply = await ctx.llm.call(
@@ -61,4 +65,4 @@ async def mine(
         seed=stable_seed(ctx.spec.seed, "mine", text_id, relation),
     )
     found = dict(read_personas(reply, labels))  # the first labels of a repeated description
-    return list(found.items())[:n]
+    return list(found.items())[: KEEP_PER_ASKED * n]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from personaloom.agents.models import RelatedPersonaList, labelled_persona_model
-from personaloom.agents.persona_miner import persona_labels, read_personas
+from personaloom.agents.persona_miner import KEEP_PER_ASKED, persona_labels, read_personas
 
 from personaloom.ids import stable_seed
 from personaloom.llm import CallInfo
@@ -14,7 +14,8 @@ ROLE = "persona_relater"
 async def relate(
     ctx, persona_id: str, persona: str, n: int, wanted: dict[str, list[str]] | None = None
 ) -> list[tuple[str, str, dict[str, str]]]:
-    """Up to ``n`` ``(relation, persona description, labels)`` related to one persona."""
+    """``n`` ``(relation, persona description, labels)`` asked for, related to one persona;
+    up to ``KEEP_PER_ASKED * n`` kept when the reply holds more."""
     labels = persona_labels(ctx.spec)
     schema = labelled_persona_model("RelatedPersonaList", labels) if labels else RelatedPersonaList
     reply = await ctx.llm.call(
@@ -32,7 +33,7 @@ async def relate(
         if text and text not in seen and text != persona.strip():
             seen.add(text)
             related.append((relation, text, tags))
-    return related[:n]
+    return related[: KEEP_PER_ASKED * n]
 
 
 def split_relation(item: str) -> tuple[str, str]:

@@ -38,6 +38,7 @@ class Context:
     pool: list[dict[str, Any]] = field(default_factory=list)  # pool personas (personaloom.pool)
     avoid: AvoidSet | None = None  # items samples must not resemble (personaloom.avoid)
     memory: NoveltyMemory | None = None  # novelty.memory: earlier runs' samples
+    persona_gate: Any = None  # the run's PersonaGate, made on first use (graphs.personas)
 
     @property
     def novelty_threshold(self) -> float:

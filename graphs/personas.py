@@ -3,17 +3,30 @@
 The spec's ready-made personas (``personas.pool``, read and sampled by ``personaloom.pool``)
 are admitted first, all at once, so the planner sees every label they carry. Then related
 personas (Persona-to-Persona) of pool members, then new corpus texts (Text-to-Persona).
-Every new persona is checked against the pool in Chroma and dropped when it is a
-near-duplicate. Ids are deterministic, so a node re-run after a crash adds nothing twice.
+Every new persona passes the persona gate (``agents.persona_gate``; with ``personas.check:
+llm`` also the persona-checker; a pool persona has no source to compare with) and is checked
+against the pool in Chroma; one turned away goes to ``rejected_personas.jsonl`` with its
+reason. Only pool members are ever related from, so a rejected persona costs no further call.
+Ids are deterministic, so a node re-run after a crash adds (or turns away) nothing twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+from dataclasses import dataclass
+from typing import Any
 
 from langgraph.runtime import Runtime
-from personaloom.agents import novelty, persona_miner, persona_relater
+from personaloom.agents import novelty, persona_checker, persona_miner, persona_relater
+from personaloom.agents.models import PersonaRejectReason
+from personaloom.agents.persona_gate import (
+    EXAMPLE_ROLES,
+    GateFinding,
+    PersonaGate,
+    prompt_examples,
+    shape_finding,
+)
 from personaloom.graphs.context import Context
 from personaloom.graphs.state import GenerationState
 
@@ -42,7 +55,7 @@ async def mine_personas(state: GenerationState, runtime: Runtime[Context]) -> di
         ]
         try:
             if pool_cursor < len(ctx.pool):
-                added += await _admit(ctx, ctx.pool[pool_cursor:])
+                added += await _admit(ctx, [Candidate(p, "", "") for p in ctx.pool[pool_cursor:]])
                 pool_cursor = len(ctx.pool)
             elif pending:
                 take = pending[
@@ -74,10 +87,20 @@ async def mine_personas(state: GenerationState, runtime: Runtime[Context]) -> di
     }
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A new persona's row for personas.jsonl, and the source the gate compares it with: the
+    corpus text it was mined from, or the persona it was related to."""
+
+    row: dict[str, Any]
+    source: str
+    source_name: str
+
+
 async def _mine(ctx: Context, indices: list[int], wanted: dict[str, list[str]]) -> int:
     settings = ctx.spec.personas
 
-    async def one(index: int) -> list[dict]:
+    async def one(index: int) -> list[Candidate]:
         text_id, text = ctx.corpus.text(index)
         relation = settings.relations[index % len(settings.relations)]
         try:
@@ -88,26 +111,30 @@ async def _mine(ctx: Context, indices: list[int], wanted: dict[str, list[str]]) 
             ctx.events.emit("persona_mining_failed", text_id=text_id, error=str(exc))
             return []
         return [
-            {
-                "id": short_id("p", text_id, relation, i),
-                "persona": persona,
-                "depth": 0,
-                "source_text_id": text_id,
-                "relation": relation,
-                "parent_id": None,
-                **({"traits": labels} if labels else {}),
-            }
+            Candidate(
+                {
+                    "id": short_id("p", text_id, relation, i),
+                    "persona": persona,
+                    "depth": 0,
+                    "source_text_id": text_id,
+                    "relation": relation,
+                    "parent_id": None,
+                    **({"traits": labels} if labels else {}),
+                },
+                text,
+                "its source text",
+            )
             for i, (persona, labels) in enumerate(found)
         ]
 
     batches = await asyncio.gather(*(one(i) for i in indices))
-    return await _admit(ctx, [p for batch in batches for p in batch])
+    return await _admit(ctx, [c for batch in batches for c in batch])
 
 
 async def _relate(ctx: Context, parents: list[dict], wanted: dict[str, list[str]]) -> int:
     settings = ctx.spec.personas
 
-    async def one(parent: dict) -> list[dict]:
+    async def one(parent: dict) -> list[Candidate]:
         try:
             found = await persona_relater.relate(
                 ctx, parent["id"], parent["persona"], settings.relate_per_persona, wanted
@@ -116,42 +143,140 @@ async def _relate(ctx: Context, parents: list[dict], wanted: dict[str, list[str]
             ctx.events.emit("persona_relating_failed", persona_id=parent["id"], error=str(exc))
             return []
         return [
-            {
-                "id": short_id("p", parent["id"], i),
-                "persona": persona,
-                "depth": parent["depth"] + 1,
-                "source_text_id": parent["source_text_id"],
-                "relation": relation,
-                "parent_id": parent["id"],
-                **({"traits": labels} if labels else {}),
-            }
+            Candidate(
+                {
+                    "id": short_id("p", parent["id"], i),
+                    "persona": persona,
+                    "depth": parent["depth"] + 1,
+                    "source_text_id": parent["source_text_id"],
+                    "relation": relation,
+                    "parent_id": parent["id"],
+                    **({"traits": labels} if labels else {}),
+                },
+                parent["persona"],
+                f"its parent persona {parent['id']}",
+            )
             for i, (relation, persona, labels) in enumerate(found)
         ]
 
     batches = await asyncio.gather(*(one(p) for p in parents))
-    return await _admit(ctx, [p for batch in batches for p in batch])
+    return await _admit(ctx, [c for batch in batches for c in batch])
 
 
-async def _admit(ctx: Context, candidates: list[dict]) -> int:
-    """Add the candidates that are new and not near-duplicates of the pool, in order."""
-    threshold = ctx.spec.personas.novelty_threshold
-    fresh = [c for c in candidates if c["id"] not in ctx.store.persona_by_id]
-    if not fresh:
-        return 0
-    vectors = await asyncio.to_thread(embed_all, ctx.embedder, [c["persona"] for c in fresh])
+def persona_gate(ctx: Context) -> PersonaGate:
+    """The run's gate, made on first use: the example personas of the miner's and relater's
+    templates in use (the spec may override them), embedded once."""
+    if ctx.persona_gate is None:
+        examples = prompt_examples(ctx.templates[role] for role in EXAMPLE_ROLES)
+        vectors = ctx.embedder.embed(examples) if examples else []
+        ctx.persona_gate = PersonaGate(examples, vectors)
+    return ctx.persona_gate
+
+
+async def _admit(ctx: Context, candidates: list[Candidate]) -> int:
+    """Add the candidates that pass the gate and are not near-duplicates of the pool, in
+    order; record the others with their reason."""
+    settings = ctx.spec.personas
+    fresh = [c for c in candidates if not ctx.store.persona_seen(c.row["id"])]
+    passed = await _gated(ctx, fresh) if settings.check != "off" else await _embedded(ctx, fresh)
+    if settings.check == "llm" and passed:
+        passed = await _checked(ctx, passed)
     added = 0
-    for persona, vector in zip(fresh, vectors, strict=True):
+    for candidate, vector in passed:
+        persona = candidate.row
         neighbour = await novelty.nearest(ctx, PERSONAS, vector, exclude=persona["id"])
-        if novelty.is_duplicate(neighbour, threshold):
-            ctx.events.emit(
-                "persona_duplicate",
-                persona_id=persona["id"],
-                neighbour_id=neighbour.id,
-                similarity=round(neighbour.similarity, 4),
+        if novelty.is_duplicate(neighbour, settings.novelty_threshold):
+            similarity = round(neighbour.similarity, 4)
+            finding = GateFinding(
+                PersonaRejectReason.NEAR_DUPLICATE,
+                f"too similar ({similarity:.2f}) to persona {neighbour.id}",
             )
+            _turn_away(ctx, persona, finding, neighbour_id=neighbour.id, similarity=similarity)
             continue
         ctx.index.add(PERSONAS, persona["id"], vector, persona["persona"])
         ctx.store.add_persona(persona)
         ctx.events.emit("persona_added", persona_id=persona["id"], depth=persona["depth"])
         added += 1
     return added
+
+
+async def _embedded(
+    ctx: Context, candidates: list[Candidate]
+) -> list[tuple[Candidate, list[float]]]:
+    """``personas.check: off``: every candidate, with its embedding."""
+    if not candidates:
+        return []
+    vectors = await asyncio.to_thread(
+        embed_all, ctx.embedder, [c.row["persona"] for c in candidates]
+    )
+    return [(c, list(v)) for c, v in zip(candidates, vectors, strict=True)]
+
+
+async def _gated(ctx: Context, candidates: list[Candidate]) -> list[tuple[Candidate, list[float]]]:
+    """The candidates the gate lets through, each with its embedding; the rest are turned
+    away. A description that fails on its shape alone is not embedded."""
+    shaped = []
+    for candidate in candidates:
+        if finding := shape_finding(candidate.row["persona"]):
+            _turn_away(ctx, candidate.row, finding)
+        else:
+            shaped.append(candidate)
+    if not shaped:
+        return []
+    gate = await asyncio.to_thread(persona_gate, ctx)
+    sources = list(dict.fromkeys(c.source for c in shaped if c.source))  # pool rows: none
+    vectors = await asyncio.to_thread(
+        embed_all, ctx.embedder, [c.row["persona"] for c in shaped] + sources
+    )
+    by_source = dict(zip(sources, vectors[len(shaped) :], strict=True))
+    passed = []
+    for candidate, vector in zip(shaped, vectors[: len(shaped)], strict=True):
+        if finding := gate.similarity_finding(
+            candidate.row["persona"],
+            vector,
+            candidate.source,
+            by_source.get(candidate.source),
+            candidate.source_name,
+        ):
+            _turn_away(ctx, candidate.row, finding)
+        else:
+            passed.append((candidate, list(vector)))
+    return passed
+
+
+async def _checked(
+    ctx: Context, passed: list[tuple[Candidate, list[float]]]
+) -> list[tuple[Candidate, list[float]]]:
+    """``personas.check: llm``: the persona-checker's verdicts, one call for the whole step.
+    A failed call keeps them all (they passed the rules) and says so in an event."""
+    try:
+        verdicts = await persona_checker.check(ctx, [c.row["persona"] for c, _ in passed])
+    except LLMFailure as exc:
+        ctx.events.emit("persona_check_failed", personas=len(passed), error=str(exc))
+        return passed
+    kept = []
+    for (candidate, vector), plausible in zip(passed, verdicts, strict=True):
+        if plausible:
+            kept.append((candidate, vector))
+        else:
+            finding = GateFinding(
+                PersonaRejectReason.IMPLAUSIBLE,
+                "the persona-checker found no plausible, specific person in it",
+            )
+            _turn_away(ctx, candidate.row, finding)
+    return kept
+
+
+def _turn_away(ctx: Context, persona: dict[str, Any], finding: GateFinding, **extra: Any) -> None:
+    """Record a persona kept out of the pool in rejected_personas.jsonl, and say so."""
+    if ctx.store.reject_persona(
+        {**persona, "reason": str(finding.reason), "details": finding.details, **extra}
+    ):
+        ctx.events.emit(
+            "persona_rejected",
+            persona_id=persona["id"],
+            depth=persona["depth"],
+            reason=str(finding.reason),
+            details=finding.details,
+            **extra,
+        )

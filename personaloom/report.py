@@ -2,8 +2,10 @@
 
 Per trait value and per joint cell: target, accepted, attempts, acceptance rate, status and
 the most common rejection reason; targets set aside or given up and why; rejection reasons;
-what decontamination caught (with ``novelty.avoid``); diversity measures of the accepted samples (``personaloom.diversity``); calls, tokens and
-cache hits. Everything is rebuilt from the run directory's files, so ``personaloom report``
+what decontamination caught (with ``novelty.avoid``); diversity measures of the accepted samples
+(``personaloom.diversity``); the persona pool (its size, the personas turned away by reason,
+persona calls per persona that wrote an accepted sample, the descriptions' diversity); calls,
+tokens and cache hits. Everything is rebuilt from the run directory's files, so ``personaloom report``
 regenerates it for any run, finished or not.
 """
 
@@ -83,11 +85,13 @@ def build_report(
     vectors: dict[str, list[float]] | None = None,
     diversity: bool = True,
     spent: dict[str, Any] | None = None,
+    persona_vectors: dict[str, list[float]] | None = None,
 ) -> dict[str, Any]:
     """The report as a dict. ``vectors`` (sample id -> embedding) feed the embedding measures;
     ``diversity=False`` skips the diversity measures (cheap enough for a live dashboard);
-    ``spent`` is run.json's count of calls, tokens and cost, a floor under the trace store's (which
-    a deleted traces.sqlite would reset)."""
+    ``spent`` is run.json's count of calls, tokens and cost, a floor under the trace store's
+    (which a deleted traces.sqlite would reset); ``persona_vectors`` (persona id -> embedding)
+    feed the persona section's embedding measures."""
     ledger = Ledger.from_store(spec, store)
     # A run that ended complete or stalled had mined all it could: values no persona carries
     # were given up. Mid-run or after a budget, more personas might still carry them.
@@ -158,6 +162,7 @@ def build_report(
         report["decontamination"] = decontamination(spec, store, traces)
     if diversity:
         report["diversity"] = measure_diversity(spec, store, vectors)
+    report["persona_pool"] = persona_section(store, traces, persona_vectors, diversity=diversity)
     return report
 
 
@@ -213,6 +218,112 @@ def measure_diversity(
         vocabulary_used=used,
         vocabulary_size=sizes,
     )
+
+
+# -- the persona section ---------------------------------------------------------------------
+
+PERSONA_AGENTS = ("persona_miner", "persona_relater", "persona_checker")
+
+
+def persona_calls(traces: TraceStore) -> dict[str, int]:
+    """Endpoint calls per persona agent, counted as the report's ``calls`` are (no cache hits,
+    errors or replays)."""
+    rows = traces.calls(
+        f"agent IN ({','.join('?' * len(PERSONA_AGENTS))}) AND cache_hit = 0 "
+        "AND status != 'error' AND replay_of IS NULL",
+        PERSONA_AGENTS,
+    )
+    counts = Counter(row["agent"] for row in rows)
+    return {agent: counts[agent] for agent in PERSONA_AGENTS if counts[agent]}
+
+
+def persona_section(
+    store: RunStore,
+    traces: TraceStore,
+    vectors: dict[str, list[float]] | None = None,
+    *,
+    diversity: bool = True,
+) -> dict[str, Any]:
+    """The persona pool: its size, the personas turned away by reason, the calls that mining
+    and relating took per persona that wrote an accepted sample, and (with ``diversity``) how
+    varied the pool's descriptions are."""
+    pool = list(store.persona_by_id.values())
+    reasons = Counter(row["reason"] for row in store.rejected_personas.rows)
+    usable = {(s.get("persona") or {}).get("id") for s in store.dataset.rows} - {None}
+    calls = persona_calls(traces)
+    section: dict[str, Any] = {
+        "pool": len(pool),
+        "mined": sum(not p.get("depth") for p in pool),
+        "related": sum(bool(p.get("depth")) for p in pool),
+        "rejected": sum(reasons.values()),
+        "rejected_by_reason": dict(sorted(reasons.items())),
+        "wrote_accepted": len(usable),
+        "calls": calls,
+        "calls_per_usable_persona": (
+            round(sum(calls.values()) / len(usable), 3) if usable else None
+        ),
+    }
+    if diversity:
+        section["diversity"] = persona_diversity(pool, vectors)
+    return section
+
+
+def persona_diversity(
+    pool: list[dict[str, Any]], vectors: dict[str, list[float]] | None
+) -> dict[str, Any]:
+    """distinct-n over the persona descriptions, and Vendi and the mean cosine distance over
+    their embeddings (the run's Chroma ``personas`` collection)."""
+    from personaloom.diversity import distinct_ns, embedding_dispersion, tokenize
+
+    distinct = distinct_ns([tokenize(p["persona"]) for p in pool], (1, 2, 3))
+    embedded = [vectors[p["id"]] for p in pool if vectors and p["id"] in vectors]
+    dispersion = embedding_dispersion(embedded or None)
+
+    def rounded(value: float | None) -> float | None:
+        return None if value is None else round(value, 4)
+
+    return {
+        "personas": len(pool),
+        **{f"distinct_{n}": rounded(distinct[n]) for n in (1, 2, 3)},
+        "embeddings": dispersion["embeddings"],
+        "mean_cosine_distance": rounded(dispersion["mean_cosine_distance"]),
+        "vendi_score": rounded(dispersion["vendi_score"]),
+    }
+
+
+def _persona_lines(section: dict[str, Any]) -> list[str]:
+    calls = section.get("calls") or {}
+    per = section.get("calls_per_usable_persona")
+    lines = [
+        "## Personas",
+        "",
+        f"Pool **{section['pool']}** ({section['mined']} mined from texts, "
+        f"{section['related']} related); {section['rejected']} turned away; "
+        f"{section['wrote_accepted']} wrote accepted samples. "
+        f"{sum(calls.values())} persona calls ("
+        + (", ".join(f"{agent} {n}" for agent, n in calls.items()) or "none")
+        + f"): {_num(per, 2)} per persona that wrote an accepted sample.",
+        "",
+    ]
+    if section.get("rejected_by_reason"):
+        lines += ["| turned away because | personas |", "|---|---:|"]
+        for reason, count in sorted(section["rejected_by_reason"].items(), key=lambda kv: -kv[1]):
+            lines.append(f"| {reason} | {count} |")
+        lines.append("")
+    if div := section.get("diversity"):
+        lines += [
+            "| persona diversity | value | meaning |",
+            "|---|---|---|",
+            "| distinct-1 / 2 / 3 | "
+            + " / ".join(_num(div.get(f"distinct_{n}")) for n in (1, 2, 3))
+            + " | unique n-grams over all n-grams of the descriptions |",
+            f"| Vendi score | {_num(div.get('vendi_score'), 1)} | effective number of distinct "
+            f"personas (of {div.get('embeddings', 0)} embedded) |",
+            f"| mean pairwise cosine distance | {_num(div.get('mean_cosine_distance'))} | of "
+            "persona embeddings; higher is more spread out |",
+            "",
+        ]
+    return lines
 
 
 # -- report.md -------------------------------------------------------------------------------
@@ -314,6 +425,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append("")
     if div := report.get("diversity"):
         lines += _diversity_lines(div)
+    if personas := report.get("persona_pool"):
+        lines += _persona_lines(personas)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -430,18 +543,20 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> Path:
     return path
 
 
-def run_vectors(run_dir: Path, meta: dict[str, Any], url: str | None = None) -> dict:
-    """Sample embeddings from the run's Chroma store: its collection on the server at
-    ``url`` or the one run.json names (read only: a server may hold it while the run goes
-    on), else ``chroma/`` (only when no process is running it)."""
-    from personaloom.vectors import SAMPLES, NoveltyIndex, run_prefix, stored_vectors
+def run_vectors(
+    run_dir: Path, meta: dict[str, Any], url: str | None = None, collection: str = "samples"
+) -> dict[str, list[float]]:
+    """Sample (or persona) embeddings from the run's Chroma store: its collection on the
+    server at ``url`` or the one run.json names (read only: a server may hold it while the run
+    goes on), else ``chroma/`` (only when no process is running it)."""
+    from personaloom.vectors import NoveltyIndex, run_prefix, stored_vectors
 
     url = url or meta.get("novelty_store")
     if url:
-        return stored_vectors(url, run_prefix(meta.get("store_key", "")) + SAMPLES)
+        return stored_vectors(url, run_prefix(meta.get("store_key", "")) + collection)
     if not (run_dir / CHROMA).exists():
         return {}
-    return NoveltyIndex(run_dir / CHROMA).vectors(SAMPLES)
+    return NoveltyIndex(run_dir / CHROMA).vectors(collection)
 
 
 def regenerate(
@@ -465,9 +580,11 @@ def rebuild(
     traces = TraceStore(run_dir / TRACES, readonly=True)
     status = effective_status(run_dir, meta)
     vectors: dict = {}
+    persona_vectors: dict = {}
     if status != "running" or url or meta.get("novelty_store"):
         try:
             vectors = run_vectors(run_dir, meta, url)
+            persona_vectors = run_vectors(run_dir, meta, url, "personas")
         except StoreUnavailable as exc:
             message = f"warning: {exc}; the report leaves out the embedding measures"
             (notice or functools.partial(print, file=sys.stderr))(message)
@@ -480,6 +597,7 @@ def rebuild(
             stop_reason=meta.get("stop_reason"),
             vectors=vectors,
             spent=meta.get("spent"),
+            persona_vectors=persona_vectors,
         )
     finally:
         traces.close()

@@ -453,6 +453,11 @@ async def _session(
     if not resumed and (warning := budget_warning(spec, endpoints)):
         notice(f"warning: {warning}")
     pool, avoid = await asyncio.to_thread(read_inputs, spec)  # before the run directory
+    if spec.personas.check == "llm" and endpoints["persona_checker"].embedded:
+        notice(
+            "warning: personas.check is llm but the persona_checker role has no endpoint: the "
+            "embedded 135M model cannot judge personas (set models.persona_checker)"
+        )
     started = time.monotonic()
     status, stop_reason = "interrupted", "interrupted"
     async with AsyncExitStack() as stack:
@@ -625,10 +630,11 @@ async def _end_session(
     write_json_atomic(run_dir / RUN_JSON, meta)
     try:
         vectors = await asyncio.to_thread(index.vectors, SAMPLES)
+        persona_vectors = await asyncio.to_thread(index.vectors, PERSONAS)
     except StoreUnavailable as exc:
         if status != "error":  # a run that ended well ends well: Chroma is derived data
             notice(f"warning: {exc}; the report leaves out the embedding measures")
-        vectors = None
+        vectors = persona_vectors = None
     report = build_report(
         spec,
         store,
@@ -637,6 +643,7 @@ async def _end_session(
         stop_reason=stop_reason,
         vectors=vectors,
         spent=meta["spent"],
+        persona_vectors=persona_vectors,
     )
     write_report(run_dir, report)
     return report

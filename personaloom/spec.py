@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-ROLES = ("persona_miner", "persona_relater", "writer", "critic")
+ROLES = ("persona_miner", "persona_relater", "persona_checker", "writer", "critic")
 CHARS_PER_WORD = 6  # English prose, spaces and punctuation included
 TITLE_FIELDS = frozenset({"title", "name", "subject", "headline", "heading"})
 STRUCTURED_STRATEGIES = ("auto", "json_schema", "json_object", "tools", "prompt")
@@ -209,6 +209,11 @@ class Personas(_Strict):
     relate_per_persona: int = Field(2, ge=1, le=10)
     max_uses: int = Field(2, ge=1, description="drafts per persona before mining new ones")
     novelty_threshold: float = Field(0.9, gt=0, le=1, description="persona dedup similarity")
+    check: Literal["rules", "llm", "off"] = Field(
+        "rules",
+        description="the persona gate: `rules` (deterministic checks), `llm` (those, then a "
+        "persona-checker call per mining step), `off` (only the near-duplicate check)",
+    )
 
     @field_validator("pool", mode="before")
     @classmethod
@@ -451,6 +456,7 @@ class Models(_Strict):
     default: ModelConfig = Field(default_factory=ModelConfig)
     persona_miner: ModelConfig = Field(default_factory=ModelConfig)
     persona_relater: ModelConfig = Field(default_factory=ModelConfig)
+    persona_checker: ModelConfig = Field(default_factory=ModelConfig)
     writer: ModelConfig = Field(default_factory=ModelConfig)
     critic: ModelConfig = Field(default_factory=ModelConfig)
 

@@ -21,6 +21,7 @@ from personaloom.spec import Spec, load_yaml, parse_spec
 DATASET = "dataset.jsonl"
 REJECTED = "rejected.jsonl"
 PERSONAS = "personas.jsonl"
+REJECTED_PERSONAS = "rejected_personas.jsonl"
 RUN_JSON = "run.json"
 SPEC_YAML = "spec.yaml"
 TRACES = "traces.sqlite"
@@ -85,7 +86,7 @@ class _JsonlLog:
 
 
 class RunStore:
-    """Accepted samples, rejected drafts and the persona pool of one run."""
+    """Accepted samples, rejected drafts, the persona pool and the personas kept out of it."""
 
     def __init__(self, run_dir: Path, *, readonly: bool = False):
         """``readonly`` for readers of a run another process may be writing: no repair."""
@@ -96,6 +97,7 @@ class RunStore:
         self.rejected = _JsonlLog(run_dir / REJECTED, repair=not readonly)
         self.personas = _JsonlLog(run_dir / PERSONAS, repair=not readonly)
         self.persona_by_id = {p["id"]: p for p in self.personas.rows}
+        self.rejected_personas = _JsonlLog(run_dir / REJECTED_PERSONAS, repair=not readonly)
         if not readonly:
             self._restore_personas()
         self.coverage: Counter[tuple[str, str]] = Counter()
@@ -173,6 +175,14 @@ class RunStore:
             return False
         self.persona_by_id[persona["id"]] = persona
         return True
+
+    def reject_persona(self, row: dict[str, Any]) -> bool:
+        """Record a persona the gate or the novelty check kept out of the pool."""
+        return self.rejected_personas.append(row)
+
+    def persona_seen(self, persona_id: str) -> bool:
+        """Whether a candidate persona was already admitted or turned away (a re-run node)."""
+        return persona_id in self.persona_by_id or persona_id in self.rejected_personas.ids
 
     def lineage(self, persona_id: str) -> list[str]:
         """Persona ids from this one up to the persona mined from a text."""

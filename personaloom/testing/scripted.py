@@ -211,7 +211,8 @@ class PersonaloomResponder:
     ``duplicate_every=k``: every k-th writer request returns one fixed text (still with the
     required words) to provoke near-duplicates. ``omit_words_every=k``: every k-th writer
     request leaves the required words out, to provoke revisions. ``accept_rate``: the chance,
-    per trait value (or for all), that the critic confirms a trait.
+    per trait value (or for all), that the critic confirms a trait. ``implausible``: words
+    that make the persona-checker answer false for a description holding one of them.
     """
 
     def __init__(
@@ -221,11 +222,13 @@ class PersonaloomResponder:
         omit_words_every: int | None = None,
         score: int = 4,
         accept_rate: dict[str, float] | float = 1.0,
+        implausible: Collection[str] = (),
     ):
         self.duplicate_every = duplicate_every
         self.omit_words_every = omit_words_every
         self.score = score
         self.accept_rate = accept_rate
+        self.implausible = tuple(implausible)
         self.calls: Counter[str | None] = Counter()
         self._lock = threading.Lock()
 
@@ -241,13 +244,17 @@ class PersonaloomResponder:
             return self._write(request, count)
         if request.title == "CriticReview":
             return self._review(request)
+        if request.title == "PersonaCheck":
+            return self._check(request)
         return {}
 
     # persona-miner and persona-relater: people built from a hash of the source text
     @staticmethod
     def _count(text: str) -> int:
-        match = re.search(r"Describe (\d+) different", text)
-        return int(match.group(1)) if match else 3
+        match = re.search(r"Describe (\d+|one) ", text)
+        if not match:
+            return 3
+        return 1 if match.group(1) == "one" else int(match.group(1))
 
     @staticmethod
     def _person(key: str, index: int, offset: int) -> str:
@@ -303,6 +310,11 @@ class PersonaloomResponder:
             }
             for text in personas
         ]
+
+    def _check(self, request: ChatRequest) -> dict[str, Any]:
+        """persona-checker: true for every description, unless it holds an implausible word."""
+        personas = re.findall(r"<persona>\s*(.*?)\s*</persona>", request.text, re.DOTALL)
+        return {"plausible": [not any(w in p for w in self.implausible) for p in personas]}
 
     # writer
     def _write(self, request: ChatRequest, count: int) -> dict[str, Any]:

@@ -29,6 +29,24 @@ def test_benchmark_runs_quick(name: str, tmp_path: Path) -> None:
     assert done.stdout.strip(), "prints a table"
 
 
+def test_persona_quality_runs_quick_before_and_after(tmp_path: Path) -> None:
+    """Not in ``make bench`` (the embedded model is slow): its own smoke run, both sides on
+    the scripted endpoint, the base exported from HEAD."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "persona_quality.py"), "--quick", "--base", "HEAD"]
+        + ["--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "persona_quality.json").read_text())
+    for side in ("before", "after"):
+        assert result[side]["accepted"] == 2 and result[side]["persona_calls"] >= 1
+        assert result[side]["share_by_rejectable_persona"] == 0
+    assert "persona calls per such persona" in done.stdout
+
+
 def test_run_all_finds_every_benchmark() -> None:
     sys.path.insert(0, str(BENCH))
     try:
@@ -37,6 +55,7 @@ def test_run_all_finds_every_benchmark() -> None:
         sys.path.remove(str(BENCH))
     assert set(SCRIPTS) <= set(run_all.scripts())
     assert "run_all" not in run_all.scripts()
+    assert "persona_quality" not in run_all.scripts()  # make bench-personas
 
 
 def test_compare_runs_a_revision_and_the_working_tree_side_by_side(tmp_path: Path) -> None:

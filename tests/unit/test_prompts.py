@@ -13,6 +13,7 @@ from personaloom.prompts import load_template
 VARIABLES = {
     "persona_miner": {"text": "A bakery price list.", "relation": "read", "n": 2},
     "persona_relater": {"persona": "A baker in Lyon.", "n": 2},
+    "persona_checker": {"personas": ["A baker in Lyon.", "D-Bus Thumbnailing Service"]},
     "writer": {
         "persona": "A baker in Lyon.",
         "instruction": "Write a story.",
@@ -67,6 +68,38 @@ def test_critic_asks_for_each_trait_field() -> None:
 def test_missing_variable_fails_loudly(role: str) -> None:
     with pytest.raises(UndefinedError):
         load_template(role).render()
+
+
+@pytest.mark.parametrize(
+    ("role", "one", "two"),
+    [
+        (
+            "persona_miner",
+            "Describe one specific person in one sentence:",
+            "Describe 2 different, specific people in one sentence each:",
+        ),
+        (
+            "persona_relater",
+            "Describe one such person in one sentence,",
+            "Describe 2 different people in one sentence each,",
+        ),
+    ],
+)
+def test_persona_prompts_read_well_for_one_person(role: str, one: str, two: str) -> None:
+    """Issue 14: "Describe 1 different, specific people" for ``per_text: 1``."""
+    variables = VARIABLES[role]
+    single = load_template(role).render(**{**variables, "n": 1})[1]["content"]
+    assert one in single and "different" not in single and "people" not in single
+    assert '{"personas": ["..."]}' in single
+    double = load_template(role).render(**variables)[1]["content"]
+    assert two in double and '{"personas": ["...", "..."]}' in double
+
+
+def test_the_checker_gets_each_persona_in_its_own_slot() -> None:
+    user = load_template("persona_checker").render(**VARIABLES["persona_checker"])[1]["content"]
+    assert user.count("<persona>") == 2 and "<persona>\nA baker in Lyon.\n</persona>" in user
+    assert "Each of the 2 descriptions" in user
+    assert '{"plausible": [true or false, true or false]}' in user
 
 
 def test_untrusted_text_cannot_close_its_slot() -> None:

@@ -1,13 +1,15 @@
 """Personas: the pool, its relation tree (source text or pool file -> mined or pool persona ->
-related ones), and the source text a persona came from (or its pool file and row).
+related ones), the source text a persona came from (or its pool file and row), and the
+personas the gate turned away, with their reasons.
 
 Persona Hub's point is that a persona's detail comes from its text; seeing the text next to
-the persona (and the relatives it spawned) is how a person judges the pool.
+the persona (and the relatives it spawned) is how a person judges the pool, and seeing what
+was kept out of it (copies of the prompt's example, fragments) is how they judge the gate.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 from personaloom.tui.screens.base import RunScreen
@@ -46,8 +48,11 @@ class PersonasScreen(RunScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal():
-            with Vertical(id="pool-panel", classes="panel"):
-                yield DataTable(id="pool", cursor_type="row")
+            with Vertical(id="persona-tables"):
+                with Vertical(id="pool-panel", classes="panel"):
+                    yield DataTable(id="pool", cursor_type="row")
+                with Vertical(id="rejected-personas-panel", classes="panel"):
+                    yield DataTable(id="rejected-personas", cursor_type="row")
             with Vertical(id="persona-side"):
                 with Vertical(id="tree-panel", classes="panel"):
                     yield Tree("personas", id="relations")
@@ -59,15 +64,23 @@ class PersonasScreen(RunScreen):
         self.query_one("#pool-panel").border_title = "Persona pool"
         self.query_one("#tree-panel").border_title = "Relations"
         self.query_one("#persona-detail-panel").border_title = "Persona and source text"
+        self.query_one("#rejected-personas-panel").border_title = "Turned away"
         table = self.query_one("#pool", DataTable)
         for label in ("id", "depth", "relation", "drafts", "accepted", "persona"):
             table.add_column(label, key=label)
+        rejected = self.query_one("#rejected-personas", DataTable)
+        for label in ("id", "depth", "reason", "persona"):
+            rejected.add_column(label, key=label)
         tree = self.query_one("#relations", Tree)
         tree.show_root = False
 
     def show_view(self, view: RunView) -> None:
         store = view.store
-        shown = (len(store.personas.rows), sum(store.persona_uses.values()))
+        shown = (
+            len(store.personas.rows),
+            sum(store.persona_uses.values()),
+            len(store.rejected_personas.rows),
+        )
         if shown == self._shown:
             return
         self._shown = shown
@@ -91,6 +104,7 @@ class PersonasScreen(RunScreen):
             table.move_cursor(row=min(cursor, table.row_count - 1), animate=False)
         self._fill_tree(store.personas.rows)
         table.border_subtitle = f"{len(store.personas.rows)} personas"
+        self._fill_rejected(store.rejected_personas.rows)
         if self._selected:
             self._show_persona(self._selected)
 
@@ -119,8 +133,31 @@ class PersonasScreen(RunScreen):
                 add(text_node, persona)
         tree.root.expand()
 
+    def _fill_rejected(self, rows: list[dict[str, Any]]) -> None:
+        """The personas turned away, newest first, and their count per reason."""
+        table = self.query_one("#rejected-personas", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for row in reversed(rows):
+            table.add_row(
+                row["id"],
+                Text(str(row.get("depth", 0)), justify="right"),
+                row["reason"],
+                row["persona"].replace("\n", " "),
+                key=row["id"],
+            )
+        if table.row_count:
+            table.move_cursor(row=min(cursor, table.row_count - 1), animate=False)
+        reasons = Counter(row["reason"] for row in rows)
+        panel = self.query_one("#rejected-personas-panel")
+        panel.border_subtitle = ", ".join(f"{r} {n}" for r, n in reasons.most_common()) or "none"
+
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key.value:
+        if not event.row_key.value:
+            return
+        if event.data_table.id == "rejected-personas":
+            self._show_rejected(event.row_key.value)
+        else:
             self._show_persona(event.row_key.value)
 
     def on_tree_node_selected(self, event: Tree.NodeSelected) -> None:
@@ -147,10 +184,35 @@ class PersonasScreen(RunScreen):
         root = store.persona_by_id[chain[-1]] if chain else persona
         if root.get("pool"):
             text.append(f"from pool {root['pool']['file']}, row {root['pool']['row']}\n", "bold")
-            self.query_one("#persona-detail", Static).update(text)
+        else:
+            self._append_source(text, view, root.get("source_text_id"))
+        self.query_one("#persona-detail", Static).update(text)
+
+    def _show_rejected(self, persona_id: str) -> None:
+        """A turned-away persona: why, and what it was compared with."""
+        view = self.loom.view
+        if view is None:
             return
-        text_id = root.get("source_text_id")
+        row = next((r for r in view.store.rejected_personas.rows if r["id"] == persona_id), None)
+        if row is None:
+            return
+        self._selected = None
+        text = Text()
+        text.append(persona_id, style="bold")
+        text.append(f"  turned away: {row['reason']}\n", style="bold red")
+        text.append(row["persona"] + "\n\n")
+        text.append(row.get("details", "") + "\n\n", style="dim")
+        if row.get("parent_id"):
+            text.append("related to: ", style="bold")
+            text.append(row["parent_id"] + "\n\n")
+        if row.get("pool"):
+            text.append(f"from pool {row['pool']['file']}, row {row['pool']['row']}\n", "bold")
+        else:
+            self._append_source(text, view, row.get("source_text_id"))
+        self.query_one("#persona-detail", Static).update(text)
+
+    @staticmethod
+    def _append_source(text: Text, view: RunView, text_id: str | None) -> None:
         text.append(f"source text {text_id}\n", style="bold")
         body = source_text(view.spec, text_id)
         text.append(body if body is not None else "(not found: the corpus changed or moved)")
-        self.query_one("#persona-detail", Static).update(text)
