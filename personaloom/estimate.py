@@ -30,7 +30,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from personaloom.prices import Prices
-from personaloom.spec import ROLES, TITLE_FIELDS, Spec, output_fields, read_words, total_target
+from personaloom.spec import TITLE_FIELDS, Spec, output_fields, read_words, total_target
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -50,6 +50,10 @@ TITLE_WORDS, OTHER_WORDS, LIST_ITEMS = 6, 20, 3
 UNBOUNDED_WORDS = 150  # a main text with no task.length
 VARIANTS = 8  # renders averaged per prompt (trait values, words and texts vary per call)
 SCENARIOS = ("minimum", "expected", "worst")
+
+# The roles an estimate counts. The persona_checker (``personas.check: llm``, off by default)
+# makes one call per mining step that admits personas: not estimated yet.
+ROLES = ("persona_miner", "persona_relater", "writer", "critic")
 
 
 def tokens(chars: float) -> float:
