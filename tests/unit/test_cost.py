@@ -20,7 +20,10 @@ def test_validate_prints_the_prices(make_spec, capsys) -> None:
     spec = make_spec(prices=PRICES, budget={"max_cost": 2.5})
     assert main(["validate", str(spec)]) == 0
     out = capsys.readouterr().out
-    assert "price: gpt-4o-mini (persona_miner, persona_relater, persona_checker, writer, critic)" in out
+    assert (
+        "price: gpt-4o-mini (persona_miner, persona_relater, persona_checker, writer, critic)"
+        in out
+    )
     assert "0.15 in, 0.6 out per 1M tokens" in out and "max_cost: 2.5" in out
 
 
