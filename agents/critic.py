@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,7 +104,9 @@ def opening_counts(ctx) -> Counter[str]:
     return ctx.openings
 
 
-def diversity_gate(spec: Spec, record: dict[str, Any], openings: Counter[str]) -> Finding | None:
+def diversity_gate(
+    spec: Spec, record: dict[str, Any], openings: Mapping[str, int]
+) -> Finding | None:
     """The spec's diversity gates: ``max_opening_share`` caps how many samples may share a
     three-word opening, as a share of the run's total target, so the finished dataset stays
     under it."""

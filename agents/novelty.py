@@ -23,9 +23,11 @@ async def embed(ctx, text: str) -> list[float]:
 
 
 async def nearest(
-    ctx, collection: str, vector: list[float], *, exclude: str | None = None
+    ctx, collection: str, vector: list[float], *, exclude: str | None = None, hide=()
 ) -> Neighbour | None:
-    return await asyncio.to_thread(ctx.index.nearest, collection, vector, exclude=exclude)
+    return await asyncio.to_thread(
+        ctx.index.nearest, collection, vector, exclude=exclude, hide=hide
+    )
 
 
 async def seen_before(ctx, vector: list[float]) -> Neighbour | None:

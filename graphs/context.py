@@ -39,6 +39,8 @@ class Context:
     avoid: AvoidSet | None = None  # items samples must not resemble (personaloom.avoid)
     memory: NoveltyMemory | None = None  # novelty.memory: earlier runs' samples
     persona_gate: Any = None  # the run's PersonaGate, made on first use (graphs.personas)
+    window: Any = None  # the streaming engine's Dispatcher: what its drafts may see (graphs.stream)
+    reviewer: Any = None  # the streaming engine's review callback (samples -> rejected ids)
 
     @property
     def novelty_threshold(self) -> float:

@@ -9,6 +9,7 @@ plus one repair each.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Literal
 
 from langgraph.graph import END, START, StateGraph
@@ -16,8 +17,9 @@ from langgraph.runtime import Runtime
 from personaloom.agents import critic, novelty, writer
 from personaloom.agents.models import RejectReason
 from personaloom.graphs.context import Context
-from personaloom.graphs.state import DraftInput, DraftOutcome, DraftOutput, DraftState
+from personaloom.graphs.state import DraftInput, DraftOutcome, DraftOutput, DraftState, DraftTask
 from personaloom.graphs.tracing import traced
+from personaloom.graphs.window import OpeningsSeen
 
 from personaloom.llm import BudgetExhausted, LLMFailure
 from personaloom.vectors import SAMPLES
@@ -45,6 +47,22 @@ def _contaminated(ctx: Context, state: DraftState, found: novelty.Contamination)
         state, RejectReason.CONTAMINATED, found.feedback(), ctx.spec.critic.max_revisions
     )
     return {**verdict, "contamination": found.evidence()}
+
+
+def _hidden(ctx: Context, task: DraftTask) -> list[str]:
+    """Samples this draft must not see: the streaming engine's drafts see those of drafts
+    before their horizon only (graphs/window.py), so that timing changes nothing."""
+    if task.horizon is None or ctx.window is None:
+        return []
+    return ctx.window.hidden(task.horizon)
+
+
+def _openings(ctx: Context, task: DraftTask) -> Mapping[str, int]:
+    """Accepted samples' openings, as far as this draft may see them."""
+    counts = critic.opening_counts(ctx)
+    if task.horizon is None or ctx.window is None:
+        return counts
+    return OpeningsSeen(counts, ctx.window.hidden_openings(task.horizon))
 
 
 async def write(state: DraftState, runtime: Runtime[Context]) -> dict:
@@ -104,7 +122,7 @@ async def _critique(state: DraftState, runtime: Runtime[Context]) -> dict:
     if found := novelty.shared_words(ctx, critic.text_parts(ctx.spec, record)):
         return _contaminated(ctx, state, found)
     finding = critic.deterministic_checks(ctx.spec, task, record) or critic.diversity_gate(
-        ctx.spec, record, critic.opening_counts(ctx)
+        ctx.spec, record, _openings(ctx, task)
     )
     if finding:
         return _after_failure(state, finding.reason, finding.feedback, limit)
@@ -135,7 +153,7 @@ async def check_novelty(state: DraftState, runtime: Runtime[Context]) -> dict:
     vector = state["embedding"]  # computed by critique, which just accepted this draft
     if found := await novelty.similar_avoided(ctx, vector, ctx.novelty_threshold):
         return {"embedding": vector, **_contaminated(ctx, state, found)}
-    neighbour = await novelty.nearest(ctx, SAMPLES, vector)
+    neighbour = await novelty.nearest(ctx, SAMPLES, vector, hide=_hidden(ctx, state["task"]))
     update = {
         "embedding": vector,
         "neighbour_id": neighbour.id if neighbour else None,

@@ -116,29 +116,38 @@ async def commit(state: GenerationState, runtime: Runtime[Context]) -> dict[str,
         _review(ctx, outcomes)  # before any write: the node re-runs from here on resume
     accepted = 0
     for outcome in outcomes:
-        if outcome.status == "aborted":
-            reason = outcome.details or "budget"
-            ctx.events.emit("draft_aborted", sample_id=outcome.task.draft_id, reason=reason)
-        elif outcome.status == "written" or outcome.task.draft_id in ctx.store.dataset.ids:
-            continue  # written before a crash; this draft or this commit is a re-run
-        elif outcome.status == "accepted" and await _accept(ctx, outcome):
-            accepted += 1
-        else:
-            _reject(ctx, outcome)
+        _, ok = await commit_outcome(ctx, outcome)
+        accepted += ok
     idle = 0 if accepted else state.get("idle_rounds", 0) + 1
     return {"round": state.get("round", 0) + 1, "outcomes": None, "idle_rounds": idle}
 
 
+async def commit_outcome(ctx: Context, outcome: DraftOutcome) -> tuple[dict[str, Any] | None, bool]:
+    """Write one finished draft: (its dataset or rejected.jsonl row, whether accepted); no row
+    for an aborted draft. A draft written before a crash is not written again."""
+    task = outcome.task
+    if outcome.status == "aborted":
+        reason = outcome.details or "budget"
+        ctx.events.emit("draft_aborted", sample_id=task.draft_id, reason=reason)
+        return None, False
+    if outcome.status == "written" or ctx.store.written(task.draft_id):
+        accepted = task.draft_id in ctx.store.dataset.ids
+        rows = ctx.store.dataset.rows if accepted else ctx.store.rejected.rows
+        return next(r for r in reversed(rows) if r["id"] == task.draft_id), accepted
+    if outcome.status == "accepted" and (sample := await _accept(ctx, outcome)):
+        return sample, True
+    return _reject(ctx, outcome), False
+
+
 def _review(ctx: Context, outcomes: list[DraftOutcome]) -> None:
     """Ask the person reviewing (a LangGraph interrupt) about this batch's accepted drafts."""
-    pending = [
-        o
-        for o in outcomes
-        if o.status == "accepted" and o.task.draft_id not in ctx.store.dataset.ids
-    ]
-    if not pending:
-        return
-    samples = [
+    if samples := review_samples(ctx, outcomes):
+        apply_review(outcomes, interrupt({"kind": "review", "samples": samples})["rejected"])
+
+
+def review_samples(ctx: Context, outcomes: list[DraftOutcome]) -> list[dict[str, Any]]:
+    """The accepted, not yet written drafts among ``outcomes``, as the reviewer sees them."""
+    return [
         {
             "id": o.task.draft_id,
             "persona": ctx.store.persona_by_id[o.task.persona_id]["persona"],
@@ -149,17 +158,22 @@ def _review(ctx: Context, outcomes: list[DraftOutcome]) -> None:
             "score": o.score,
             "feedback": o.feedback,
         }
-        for o in pending
+        for o in outcomes
+        if o.status == "accepted" and o.task.draft_id not in ctx.store.dataset.ids
     ]
-    rejected = set(interrupt({"kind": "review", "samples": samples})["rejected"])
-    for outcome in pending:
-        if outcome.task.draft_id in rejected:
+
+
+def apply_review(outcomes: list[DraftOutcome], rejected: list[str]) -> None:
+    """Turn the drafts the reviewer rejected into ``human_rejected`` rejections."""
+    for outcome in outcomes:
+        if outcome.status == "accepted" and outcome.task.draft_id in rejected:
             outcome.status, outcome.reason = "rejected", RejectReason.HUMAN_REJECTED
             outcome.details = "rejected in review"
 
 
-async def _accept(ctx: Context, outcome: DraftOutcome) -> bool:
-    """Write an accepted draft, unless a draft of the same batch got there first."""
+async def _accept(ctx: Context, outcome: DraftOutcome) -> dict[str, Any] | None:
+    """Write an accepted draft, unless a draft committed before it is too close (the sample
+    written, or None with the outcome turned into a rejection)."""
     task = outcome.task
     record = outcome.record or {}
     vector = outcome.embedding
@@ -172,11 +186,11 @@ async def _accept(ctx: Context, outcome: DraftOutcome) -> bool:
         outcome.status, outcome.reason = "rejected", RejectReason.NEAR_DUPLICATE
         outcome.details = f"too similar ({neighbour.similarity:.2f}) to sample {neighbour.id}"
         outcome.neighbour_id, outcome.similarity = neighbour.id, round(neighbour.similarity, 4)
-        return False
+        return None
     gate = critic.diversity_gate(ctx.spec, record, critic.opening_counts(ctx))
-    if gate:  # another draft of this batch took the last place for this opening
+    if gate:  # a draft committed before it took the last place for this opening
         outcome.status, outcome.reason, outcome.details = "rejected", gate.reason, gate.feedback
-        return False
+        return None
     persona = ctx.store.persona_by_id[task.persona_id]
     sample = {
         "id": task.draft_id,
@@ -210,31 +224,29 @@ async def _accept(ctx: Context, outcome: DraftOutcome) -> bool:
         accepted=ctx.store.accepted,
         remaining=_planner(ctx).remaining(),
     )
-    return True
+    return sample
 
 
-def _reject(ctx: Context, outcome: DraftOutcome) -> None:
+def _reject(ctx: Context, outcome: DraftOutcome) -> dict[str, Any]:
     task = outcome.task
     reason = outcome.reason or RejectReason.LLM_ERROR
-    written = ctx.store.add_rejection(
-        {
-            "id": task.draft_id,
-            "reason": str(reason),
-            "details": outcome.details,
-            "draft": outcome.record,
-            "persona_id": task.persona_id,
-            "traits": task.traits,
-            "words": task.words,
-            "critic": {"score": outcome.score, "feedback": outcome.feedback},
-            "novelty": {"neighbour_id": outcome.neighbour_id, "similarity": outcome.similarity},
-            "revisions": outcome.revisions,
-            **({"unconfirmed": outcome.unconfirmed} if outcome.unconfirmed else {}),
-            **({"contamination": outcome.contamination} if outcome.contamination else {}),
-        }
-    )
-    if not written:
-        return  # a re-run commit after a crash: already written and reported
-    _observe(ctx, ctx.store.rejected.rows[-1], accepted=False)
+    row = {
+        "id": task.draft_id,
+        "reason": str(reason),
+        "details": outcome.details,
+        "draft": outcome.record,
+        "persona_id": task.persona_id,
+        "traits": task.traits,
+        "words": task.words,
+        "critic": {"score": outcome.score, "feedback": outcome.feedback},
+        "novelty": {"neighbour_id": outcome.neighbour_id, "similarity": outcome.similarity},
+        "revisions": outcome.revisions,
+        **({"unconfirmed": outcome.unconfirmed} if outcome.unconfirmed else {}),
+        **({"contamination": outcome.contamination} if outcome.contamination else {}),
+    }
+    if not ctx.store.add_rejection(row):
+        return row  # a re-run commit after a crash: already written and reported
+    _observe(ctx, row, accepted=False)
     ctx.events.emit(
         "sample_rejected",
         sample_id=task.draft_id,
@@ -243,6 +255,7 @@ def _reject(ctx: Context, outcome: DraftOutcome) -> None:
         reason=str(reason),
         details=outcome.details,
     )
+    return row
 
 
 def _observe(ctx: Context, row: dict[str, Any], *, accepted: bool) -> None:

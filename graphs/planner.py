@@ -75,14 +75,21 @@ class Planner:
     def _open(self, cell: Cell) -> bool:
         return not self.ledger.given_up(cell) and cell not in self.unreachable
 
-    def remaining(self, *, include_blocked: bool = False) -> int:
+    def remaining(
+        self,
+        *,
+        include_blocked: bool = False,
+        reserved: Counter[Cell] | None = None,
+        in_flight: int = 0,
+    ) -> int:
         """The fewest further accepted samples that could meet every target still open
-        (with ``include_blocked``, given-up and unreachable cells too)."""
-        needs = [self.spec.total - self.store.accepted if self.spec.total else 0]
+        (with ``include_blocked``, given-up and unreachable cells too), counting ``in_flight``
+        drafts whose cells are ``reserved`` as accepted."""
+        needs = [self.spec.total - self.store.accepted - in_flight if self.spec.total else 0]
         groups: dict[tuple[str, ...], int] = Counter()
         for cell in self.ledger.targets:
             if include_blocked or self._open(cell):
-                groups[_group(cell)] += self.ledger.deficit(cell)
+                groups[_group(cell)] += self.ledger.deficit(cell, reserved)
         needs.extend(groups.values())
         return max(0, *needs)
 
@@ -162,28 +169,41 @@ class Planner:
         )
         tasks = []
         for index in range(min(size, len(personas))):
-            persona, traits = self._choose(free, reserved, source_load, rng)
-            free.remove(persona)
-            source_load[self.store.origin(persona)] += 1
-            for cell in self.ledger.cells_of(traits):
-                reserved[cell] += 1
-            words = {}
-            for part, options in self.vocabulary.items():
-                word = min(options, key=lambda w: (word_load[(part, w)], rng.random()))
-                word_load[(part, word)] += 1
-                words[part] = word
             draft_id = f"s{round_:05d}-{index:03d}"
-            tasks.append(
-                DraftTask(
-                    draft_id=draft_id,
-                    round=round_,
-                    persona_id=persona,
-                    traits=traits,
-                    words=words,
-                    seed=stable_seed(self.spec.seed, draft_id),
-                )
-            )
+            task = self.next_task(draft_id, round_, free, reserved, word_load, source_load, rng)
+            free.remove(task.persona_id)
+            tasks.append(task)
         return tasks
+
+    def next_task(
+        self,
+        draft_id: str,
+        round_: int,
+        personas: list[str],
+        reserved: Counter[Cell],
+        word_load: Counter[tuple[str, str]],
+        source_load: Counter[str | None],
+        rng: random.Random,
+    ) -> DraftTask:
+        """One assignment among ``personas``, reserved in ``reserved`` (its target cells),
+        ``word_load`` (its words) and ``source_load`` (its persona's origin)."""
+        persona, traits = self._choose(personas, reserved, source_load, rng)
+        source_load[self.store.origin(persona)] += 1
+        for cell in self.ledger.cells_of(traits):
+            reserved[cell] += 1
+        words = {}
+        for part, options in self.vocabulary.items():
+            word = min(options, key=lambda w: (word_load[(part, w)], rng.random()))
+            word_load[(part, word)] += 1
+            words[part] = word
+        return DraftTask(
+            draft_id=draft_id,
+            round=round_,
+            persona_id=persona,
+            traits=traits,
+            words=words,
+            seed=stable_seed(self.spec.seed, draft_id),
+        )
 
     def _choose(
         self,

@@ -22,6 +22,9 @@ class DraftTask(BaseModel):
     traits: dict[str, str] = Field(default_factory=dict)
     words: dict[str, str] = Field(default_factory=dict)
     seed: int
+    # The streaming engine's drafts see only the samples of drafts numbered below this (its
+    # plan's view; graphs/window.py); None: every committed sample (the batch engine).
+    horizon: int | None = None
 
 
 class DraftOutcome(BaseModel):

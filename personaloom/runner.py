@@ -57,6 +57,7 @@ from personaloom.errors import (  # noqa: F401 - re-exported for scripts
 from personaloom.events import EventSink, Listener
 from personaloom.graphs import Context, build_graph
 from personaloom.graphs.state import DraftOutcome, DraftTask
+from personaloom.graphs.stream import build_stream_graph
 from personaloom.llm import LLM, Budget, Endpoint, ReplyCache
 from personaloom.llm.cache import default_cache_dir, public_url
 from personaloom.memory import NoveltyMemory, open_memory
@@ -89,6 +90,9 @@ from personaloom.vectors import (
 _EXIT_CODES = {"complete": EXIT_OK, "budget": EXIT_BUDGET, "stalled": EXIT_STALLED}
 RESUMABLE = ("running", "stopped")  # statuses a resume continues; the others are final
 THREAD = {"configurable": {"thread_id": "generation"}, "recursion_limit": 1_000_000}
+# Each engine keeps its own checkpoints: a run made by one continues on the other from the
+# run directory, which both plan from.
+THREADS = {"batch": THREAD, "stream": {**THREAD, "configurable": {"thread_id": "stream"}}}
 
 
 @dataclass
@@ -543,7 +547,10 @@ async def _session(
             avoid=avoid,
             memory=memory,
         )
-        app, snapshot = await _open_checkpoints(run_dir, stack)
+        engine = spec.engine
+        if engine == "stream" and reviewer is not None:
+            ctx.reviewer = _stream_reviewer(ctx, reviewer)
+        app, snapshot = await _open_checkpoints(run_dir, stack, engine)
         values = snapshot.values or {}
         if meta.get("status") != "running":  # every file opened: readers must know it runs
             meta["status"], meta["stop_reason"] = "running", None
@@ -570,7 +577,7 @@ async def _session(
                 graph_input["round"] = values.get("round", 0)
             final = values
             if graph_input is not None or snapshot.next:
-                final = await _drive(app, graph_input, ctx, reviewer)
+                final = await _drive(app, graph_input, ctx, reviewer, THREADS[engine])
             status, stop_reason = final["status"], final.get("stop_reason")
         except Exception as exc:
             status, stop_reason = "error", f"{type(exc).__name__}: {exc}"
@@ -692,8 +699,8 @@ class LatestCheckpoints(AsyncSqliteSaver):
             await self.conn.commit()
 
 
-async def _open_checkpoints(run_dir: Path, stack: AsyncExitStack) -> tuple[Any, Any]:
-    """The graph compiled over the run's SQLite checkpointer, and its saved state."""
+async def _open_checkpoints(run_dir: Path, stack: AsyncExitStack, engine: str) -> tuple[Any, Any]:
+    """The engine's graph compiled over the run's SQLite checkpointer, and its saved state."""
     path = run_dir / CHECKPOINTS
     conn = await stack.enter_async_context(aiosqlite.connect(str(path)))
     try:
@@ -702,8 +709,9 @@ async def _open_checkpoints(run_dir: Path, stack: AsyncExitStack) -> tuple[Any, 
         # nothing but replanning (graphs/planner.first_free_round). FULL syncs every write.
         await conn.execute("PRAGMA synchronous=NORMAL")
         saver = LatestCheckpoints(conn, serde=checkpoint_serde())
-        app = build_graph().compile(checkpointer=saver)
-        return app, await app.aget_state(THREAD)
+        graph = build_stream_graph() if engine == "stream" else build_graph()
+        app = graph.compile(checkpointer=saver)
+        return app, await app.aget_state(THREADS[engine])
     except sqlite3.DatabaseError as exc:
         raise _damaged(
             path, exc, "the run continues from dataset.jsonl, planning the drafts still needed"
@@ -728,10 +736,25 @@ class _SpentRecorder:
             write_json_atomic(self.run_dir / RUN_JSON, self.meta)
 
 
-async def _drive(app: Any, graph_input: Any, ctx: Context, reviewer: Reviewer | None) -> dict:
+def _stream_reviewer(ctx: Context, reviewer: Reviewer) -> Callable[[list], Any]:
+    """The streaming engine's review step: the reviewer's decisions, as rejected ids."""
+
+    async def review(samples: list[dict[str, Any]]) -> list[str]:
+        ctx.events.emit("review_requested", samples=[s["id"] for s in samples])
+        decisions = await reviewer(samples)
+        rejected = [i for i, ok in decisions.items() if ok is False]
+        ctx.events.emit("review_done", rejected=rejected)
+        return rejected
+
+    return review
+
+
+async def _drive(
+    app: Any, graph_input: Any, ctx: Context, reviewer: Reviewer | None, thread: dict
+) -> dict:
     """Invoke the graph, answering its review interrupts, until it ends."""
     while True:
-        final = await app.ainvoke(graph_input, THREAD, context=ctx)
+        final = await app.ainvoke(graph_input, thread, context=ctx)
         pending = final.get("__interrupt__")
         if not pending:
             return final

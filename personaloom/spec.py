@@ -509,6 +509,11 @@ class Spec(_Strict):
     prompts: dict[str, str] = Field(default_factory=dict, description="role -> template file")
     total: int | None = Field(None, ge=1, description="accepted samples wanted in all")
     concurrency: int = Field(4, ge=1, le=256)
+    engine: Literal["stream", "batch"] = Field(
+        "stream",
+        description="stream: a new draft starts as soon as one ends; batch: drafts go in "
+        "batches of `concurrency`, the next when the slowest of a batch is done",
+    )
     seed: int = 0
 
     # Set by load_spec: the folder relative paths are resolved against. Not part of the YAML.

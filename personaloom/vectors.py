@@ -39,7 +39,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -369,21 +369,29 @@ class NoveltyIndex:
         self._scrub()
 
     def nearest(
-        self, collection: str, embedding: list[float], *, exclude: str | None = None
+        self,
+        collection: str,
+        embedding: list[float],
+        *,
+        exclude: str | None = None,
+        hide: Iterable[str] = (),
     ) -> Neighbour | None:
+        """The most similar stored vector, passing over ``exclude`` and the ids in ``hide``
+        (the streaming engine hides samples a draft must not see yet)."""
+        skip = {*hide, exclude} if exclude else set(hide)
         with self._lock:
             pending = dict(self._buffers[collection].rows)
             stored = self._stored[collection]
-        best = _nearest_in(pending, embedding, exclude)
+        best = _nearest_in(pending, embedding, skip)
         if stored:
-            found = self._query(collection, embedding, exclude, pending)
+            found = self._query(collection, embedding, skip | pending.keys())
             if found is not None and (best is None or found.similarity > best.similarity):
                 best = found
         return best
 
-    def _query(
-        self, collection: str, embedding: list[float], exclude: str | None, pending: dict
-    ) -> Neighbour | None:
+    def _query(self, collection: str, embedding: list[float], skip: set[str]) -> Neighbour | None:
+        """Chroma's nearest vector not in ``skip`` (buffered adds of the same id are newer than
+        what Chroma holds, hidden and excluded ids are passed over)."""
         col = self._collections[collection]
         wanted = _NEAREST
         while True:
@@ -394,14 +402,13 @@ class NoveltyIndex:
             for id_, distance, document in zip(
                 ids, result["distances"][0], result["documents"][0], strict=True
             ):
-                # A buffered add of the same id is newer than what Chroma holds.
-                if id_ != exclude and id_ not in pending:
+                if id_ not in skip:
                     return Neighbour(
                         id=id_, similarity=1.0 - float(distance), document=document or ""
                     )
-            if len(ids) < wanted or wanted > len(pending) + _NEAREST:
+            if len(ids) < wanted or wanted > len(skip) + _NEAREST:
                 return None
-            wanted = len(pending) + _NEAREST + 1  # rare: shadowed ids took the first places
+            wanted = len(skip) + _NEAREST + 1  # rare: skipped ids took the first places
 
     def add(
         self,
@@ -496,10 +503,10 @@ class NoveltyIndex:
 def _nearest_in(
     rows: dict[str, tuple[list[float], str, dict[str, Any] | None]],
     embedding: list[float],
-    exclude: str | None,
+    skip: set[str],
 ) -> Neighbour | None:
     """Exact cosine nearest neighbour among buffered rows."""
-    ids = [id_ for id_ in rows if id_ != exclude]
+    ids = [id_ for id_ in rows if id_ not in skip]
     if not ids:
         return None
     matrix = np.asarray([rows[id_][0] for id_ in ids], dtype=np.float64)

@@ -448,10 +448,26 @@ def _error(status: int, message: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": str(status)}}
 
 
+def lognormal_latency(
+    median: float, p95: float, seed: int = 0
+) -> Callable[[dict[str, Any]], float]:
+    """Seconds drawn from a lognormal with this median and 95th percentile: the long tail of a
+    real endpoint (a few requests take many times the median)."""
+    sigma = math.log(p95 / median) / 1.6448536269514722
+    rng, lock = random.Random(seed), threading.Lock()
+
+    def draw(body: dict[str, Any]) -> float:
+        with lock:
+            return rng.lognormvariate(math.log(median), sigma)
+
+    return draw
+
+
 class ScriptedEndpoint:
     """An OpenAI-compatible server on 127.0.0.1, on a free port; use it as a context manager.
 
-    ``latency`` seconds are slept per chat request (requests overlap: the server is threaded).
+    ``latency`` seconds are slept per chat request (requests overlap: the server is threaded):
+    a number, or a function of the request's JSON body (``lognormal_latency``).
     ``unsupported`` names transports ("json_schema", "json_object", "tools") answered with a
     400, as llama.cpp's server does for ``json_schema``, to exercise strategy probing.
     """
@@ -460,7 +476,7 @@ class ScriptedEndpoint:
         self,
         responder: Responder | None = None,
         *,
-        latency: float = 0.0,
+        latency: float | Callable[[dict[str, Any]], float] = 0.0,
         unsupported: Collection[str] = (),
     ):
         self.responder: Responder = responder or PersonaloomResponder()
@@ -547,7 +563,8 @@ class ScriptedEndpoint:
     def _chat(self, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
         with self._lock:
             fault = self._faults.popleft() if self._faults else None
-        pause = self.latency + (fault.delay if fault and fault.kind == "timeout" else 0.0)
+        latency = self.latency(body) if callable(self.latency) else self.latency
+        pause = latency + (fault.delay if fault and fault.kind == "timeout" else 0.0)
         if pause > 0:
             self._stopping.wait(pause)
         if fault and fault.kind == "status":

@@ -130,7 +130,7 @@ def test_resume_does_not_redraft_samples_already_written(make_spec, tmp_path: Pa
     from personaloom.runner import THREAD, checkpoint_serde
     from personaloom.traces import TraceStore
 
-    first = run(make_spec(), out=tmp_path / "run")
+    first = run(make_spec(engine="batch"), out=tmp_path / "run")
     assert first.status == "complete"
     written = {r["id"] for r in read_jsonl(first.run_dir / "dataset.jsonl")}
     written |= {r["id"] for r in read_jsonl(first.run_dir / "rejected.jsonl")}
