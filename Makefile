@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test test-fast lint format bench bench-1m bench-personas soak clean
+.PHONY: install demo test test-fast lint format bench bench-1m bench-engines bench-personas soak clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench-1m: $(STAMP)
 # (docs/benchmarks.md#soak). Longer than CI wants; not part of `make bench` either.
 soak: $(STAMP)
 	$(PY) bench/soak.py --samples 5000
+# The streaming engine against the batch engine, side by side (docs/benchmarks.md#engines):
+# fixed and long-tailed 200 ms endpoints, MiniLM-bound, CPU per sample. About 10 minutes.
+bench-engines: $(STAMP)
+	$(PY) bench/engines.py
+
 # Persona quality before and after the persona gate, on the embedded model: two runs of 20
 # samples, 15 to 60 minutes on 2 shared cores (docs/benchmarks.md).
 bench-personas: $(STAMP)

@@ -193,12 +193,17 @@ class Endpoint:
 
 @contextmanager
 def scripted_endpoint(
-    latency: float = 0.0, omit_words_every: int | None = None
+    latency: float = 0.0,
+    omit_words_every: int | None = None,
+    p95: float | None = None,
 ) -> Iterator[Endpoint]:
-    """``bench/_endpoint.py`` in a child process: personaloom's scripted server, on loopback."""
+    """``bench/_endpoint.py`` in a child process: personaloom's scripted server, on loopback.
+    With ``p95``, latencies are lognormal with median ``latency`` and that 95th percentile."""
     command = [sys.executable, str(BENCH_DIR / "_endpoint.py"), "--latency", str(latency)]
     if omit_words_every:
         command += ["--omit-words-every", str(omit_words_every)]
+    if p95:
+        command += ["--p95", str(p95)]
     process = subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
     )
@@ -264,6 +269,7 @@ def write_spec(
     texts: int = 200,
     max_calls: int | None = None,
     max_revisions: int = 1,
+    engine: str | None = None,
 ) -> Path:
     """A TinyStories-style spec aimed at the scripted endpoint; returns the spec path.
 
@@ -294,6 +300,7 @@ def write_spec(
         "vocabulary": {"noun": "nouns.txt", "verb": "verbs.txt"},
         "novelty": {"threshold": 0.9},
         "critic": {"min_score": 3, "max_revisions": max_revisions},
+        **({"engine": engine} if engine else {}),
         "budget": {"max_calls": max_calls or 40 * samples + 200},
         "models": {
             "default": {
@@ -336,6 +343,10 @@ class TimedRun:
     cpu_s: float  # this process's CPU time in that window
     chat_calls: int  # requests the endpoint got
     endpoint_cpu_s: float
+    # CPU time from the first accepted sample to the last, and the samples in between: the
+    # cost per sample without start-up and the end of the session (report, chart)
+    steady_cpu_s: float = 0.0
+    steady_samples: int = 0
 
 
 def timed_run(
@@ -346,6 +357,7 @@ def timed_run(
     concurrency: int,
     embeddings: str = "local",
     on_start: Callable[[], None] | None = None,
+    engine: str | None = None,
 ) -> TimedRun:
     """Write the bench spec into ``folder`` and run it to completion (anything else raises);
     ``on_start`` is called at ``run_started``, when the timed window opens."""
@@ -358,14 +370,20 @@ def timed_run(
         concurrency=concurrency,
         cache_dir=folder / "cache",
         embeddings=embeddings,
+        engine=engine,
     )
     marks: dict[str, tuple[float, float]] = {}
+    accepted: list[int] = []
 
     def listener(event: dict[str, Any]) -> None:
         if event["event"] in ("run_started", "run_finished"):
             marks[event["event"]] = (time.perf_counter(), time.process_time())
             if on_start is not None and event["event"] == "run_started":
                 on_start()
+        elif event["event"] == "sample_accepted":
+            marks.setdefault("first_accepted", (time.perf_counter(), time.process_time()))
+            marks["last_accepted"] = (time.perf_counter(), time.process_time())
+            accepted.append(1)
 
     before = endpoint.stats()
     called = time.perf_counter()
@@ -381,4 +399,6 @@ def timed_run(
         cpu_s=cpu_end - cpu_start,
         chat_calls=after["chat"] - before["chat"],
         endpoint_cpu_s=after["cpu_seconds"] - before["cpu_seconds"],
+        steady_cpu_s=marks["last_accepted"][1] - marks["first_accepted"][1],
+        steady_samples=len(accepted) - 1,
     )

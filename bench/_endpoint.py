@@ -20,7 +20,7 @@ import sys
 import time
 
 from personaloom.testing import scripted
-from personaloom.testing.scripted import PersonaloomResponder, ScriptedEndpoint
+from personaloom.testing.scripted import PersonaloomResponder, ScriptedEndpoint, lognormal_latency
 
 # The server answers HTTP/1.0, one connection per request: with 64 requests at once, the
 # default listen backlog of 5 drops connections, and a dropped SYN costs the client a 1 s
@@ -37,9 +37,11 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--omit-words-every", type=int, default=None)
+    parser.add_argument("--p95", type=float, default=None, help="lognormal latency: its p95")
     args = parser.parse_args()
     responder = PersonaloomResponder(omit_words_every=args.omit_words_every)
-    with ScriptedEndpoint(responder, latency=args.latency) as server:
+    latency = lognormal_latency(args.latency, args.p95) if args.p95 else args.latency
+    with ScriptedEndpoint(responder, latency=latency) as server:
         print(f"READY {server.base_url}", flush=True)
         for line in sys.stdin:
             command = line.strip()

@@ -118,8 +118,11 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("finished")
     responder = PersonaloomResponder(accept_rate={"moral": 0.5}, omit_words_every=4)
     with ScriptedEndpoint(responder) as server:
+        # The batch engine: the snapshots were drawn from its run (the screens read the run
+        # directory, whichever engine wrote it; live runs in these tests use the default).
         spec = write_spec(
-            root / "spec", spec_dict(server.base_url, critic={"min_score": 3, "max_revisions": 1})
+            root / "spec",
+            spec_dict(server.base_url, critic={"min_score": 3, "max_revisions": 1}, engine="batch"),
         )
         result = run(spec, out=root / "run", notice=lambda text: None)
     assert result.status == "complete" and result.report["rejected"] > 0
