@@ -20,7 +20,7 @@ from personaloom.graphs.context import Context
 from personaloom.graphs.drafting import build_draft_graph
 from personaloom.graphs.personas import mine_personas
 from personaloom.graphs.planner import Planner
-from personaloom.graphs.state import DraftOutcome, GenerationState
+from personaloom.graphs.state import DraftOutcome, DraftTask, GenerationState
 from personaloom.graphs.tracing import traced
 
 from personaloom.vectors import SAMPLES
@@ -69,23 +69,32 @@ async def plan(state: GenerationState, runtime: Runtime[Context]) -> dict[str, A
     round_ = max(state.get("round", 0), planner.first_free_round)
     batch = planner.assign(round_, size, available)
     for task in batch:
-        ctx.events.record(
-            "assignment",
-            sample_id=task.draft_id,
-            persona_id=task.persona_id,
-            traits=task.traits,
-            words=task.words,
-        )
+        record_assignment(ctx, task)
+    emit_round(ctx, round_, len(batch), remaining)
+    return {"batch": batch, "need_personas": 0, "round": round_}
+
+
+def record_assignment(ctx: Context, task: DraftTask) -> None:
+    ctx.events.record(
+        "assignment",
+        sample_id=task.draft_id,
+        persona_id=task.persona_id,
+        traits=task.traits,
+        words=task.words,
+    )
+
+
+def emit_round(ctx: Context, round_: int, drafts: int, remaining: int) -> None:
+    """The ``batch`` event: the dashboard's planner line and the run's spend so far."""
     budget = ctx.llm.budget
     ctx.events.emit(
         "batch",
         round=round_,
-        drafts=len(batch),
+        drafts=drafts,
         remaining=remaining,
         calls=budget.calls,
         cost=round(budget.cost, 6),
     )
-    return {"batch": batch, "need_personas": 0, "round": round_}
 
 
 def _finished(planner: Planner) -> dict[str, Any]:

@@ -31,6 +31,8 @@ from personaloom.graphs.generation import (
     _planner,
     apply_review,
     commit_outcome,
+    emit_round,
+    record_assignment,
     review_samples,
 )
 from personaloom.graphs.personas import mine_personas
@@ -129,24 +131,10 @@ class Dispatcher:
     def _start(self, task: DraftTask) -> None:
         ctx, seq = self.ctx, self.next_seq
         self.next_seq += 1
-        ctx.events.record(
-            "assignment",
-            sample_id=task.draft_id,
-            persona_id=task.persona_id,
-            traits=task.traits,
-            words=task.words,
-        )
+        record_assignment(ctx, task)
         if task.round != self._emitted_round:  # the dashboard's planner line, per round
             self._emitted_round = task.round
-            budget = ctx.llm.budget
-            ctx.events.emit(
-                "batch",
-                round=task.round,
-                drafts=self.concurrency,
-                remaining=_planner(ctx).remaining(),
-                calls=budget.calls,
-                cost=round(budget.cost, 6),
-            )
+            emit_round(ctx, task.round, self.concurrency, _planner(ctx).remaining())
         self.running[seq] = asyncio.create_task(self._draft(seq, task), name=task.draft_id)
 
     async def _draft(self, seq: int, task: DraftTask) -> None:
