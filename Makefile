@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	# torch first, as the CPU build: anything else pulls gigabytes of CUDA packages.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[local,tui,test]'
+	$(PY) -m pip install -q -e '.[local,tui,test,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)

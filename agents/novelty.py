@@ -11,6 +11,7 @@ must not reach prompts, traces or the reply cache as something to write from.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,12 @@ async def embed(ctx, text: str) -> list[float]:
 
 
 async def nearest(
-    ctx, collection: str, vector: list[float], *, exclude: str | None = None, hide=()
+    ctx,
+    collection: str,
+    vector: list[float],
+    *,
+    exclude: str | None = None,
+    hide: Container[str] = (),
 ) -> Neighbour | None:
     return await asyncio.to_thread(
         ctx.index.nearest, collection, vector, exclude=exclude, hide=hide

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from personaloom.prompts import PromptTemplate, load_template
 
@@ -18,6 +18,9 @@ from personaloom.memory import NoveltyMemory
 from personaloom.spec import ROLES, Spec, read_words
 from personaloom.store import RunStore
 from personaloom.vectors import NoveltyIndex
+
+if TYPE_CHECKING:
+    from personaloom.graphs.workers import WorkerPool
 
 
 @dataclass
@@ -41,6 +44,7 @@ class Context:
     persona_gate: Any = None  # the run's PersonaGate, made on first use (graphs.personas)
     window: Any = None  # the streaming engine's Dispatcher: what its drafts may see (graphs.stream)
     reviewer: Any = None  # the streaming engine's review callback (samples -> rejected ids)
+    workers: WorkerPool | None = None  # Ray actors doing the drafts (graphs.workers)
 
     @property
     def novelty_threshold(self) -> float:

@@ -9,7 +9,7 @@ plus one repair each.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Literal
 
 from langgraph.graph import END, START, StateGraph
@@ -49,11 +49,11 @@ def _contaminated(ctx: Context, state: DraftState, found: novelty.Contamination)
     return {**verdict, "contamination": found.evidence()}
 
 
-def _hidden(ctx: Context, task: DraftTask) -> list[str]:
+def _hidden(ctx: Context, task: DraftTask) -> Container[str]:
     """Samples this draft must not see: the streaming engine's drafts see those of drafts
     before their horizon only (graphs/window.py), so that timing changes nothing."""
     if task.horizon is None or ctx.window is None:
-        return []
+        return ()
     return ctx.window.hidden(task.horizon)
 
 

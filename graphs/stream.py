@@ -38,7 +38,9 @@ from personaloom.graphs.generation import (
 from personaloom.graphs.personas import mine_personas
 from personaloom.graphs.state import DraftOutcome, DraftTask, GenerationState
 from personaloom.graphs.tracing import traced
-from personaloom.graphs.window import StreamPlanner
+from personaloom.graphs.window import HiddenFrom, StreamPlanner
+
+from personaloom.vectors import SAMPLES
 
 
 class Dispatcher:
@@ -54,14 +56,15 @@ class Dispatcher:
         self.finished: dict[int, DraftOutcome] = {}
         self.skipped: set[int] = set()
         self.recent: dict[int, tuple[str, str]] = {}  # seq -> (sample id, opening), accepted
+        self.prior = frozenset(ctx.store.dataset.ids)  # accepted before this session: all seen
         self._commit_lock = asyncio.Lock()
         self._drafts = build_draft_graph().compile(checkpointer=False)
         self._emitted_round = -1
 
     # -- what a draft may see (its horizon: drafts below it) -----------------------------
 
-    def hidden(self, horizon: int) -> list[str]:
-        return [sid for seq, (sid, _) in self.recent.items() if seq >= horizon]
+    def hidden(self, horizon: int) -> HiddenFrom:
+        return HiddenFrom(self.prior, horizon, self.concurrency)
 
     def hidden_openings(self, horizon: int) -> Counter[str]:
         return Counter(start for seq, (_, start) in self.recent.items() if seq >= horizon)
@@ -138,8 +141,14 @@ class Dispatcher:
         self.running[seq] = asyncio.create_task(self._draft(seq, task), name=task.draft_id)
 
     async def _draft(self, seq: int, task: DraftTask) -> None:
-        result = await self._drafts.ainvoke({"task": task}, context=self.ctx)
-        self.finished[seq] = result["outcomes"][0]
+        workers = self.ctx.workers
+        if workers is None:
+            result = await self._drafts.ainvoke({"task": task}, context=self.ctx)
+            self.finished[seq] = result["outcomes"][0]
+        elif self.ctx.store.written(task.draft_id):  # resumed: its commit was written
+            self.finished[seq] = DraftOutcome(task=task, status="written")
+        else:
+            self.finished[seq] = await workers.draft(task)
         await self._commit_ready()
 
     async def _wait(self) -> None:
@@ -195,7 +204,11 @@ class Dispatcher:
         row, accepted = await commit_outcome(self.ctx, outcome)
         self.plans.record(seq, row, accepted)
         if accepted and row is not None:
-            self.recent[seq] = (row["id"], critic.opening(self.ctx.spec, row["output"]))
+            start = critic.opening(self.ctx.spec, row["output"])
+            self.recent[seq] = (row["id"], start)
+            if self.ctx.workers is not None:  # the workers' pre-checks see it from now on
+                self.ctx.workers.committed(seq, row["id"], start)
+                await asyncio.to_thread(self.ctx.index.flush, SAMPLES)
         del self.finished[seq]
         self.next_commit = seq + 1
         self._commit_skipped()

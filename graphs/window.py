@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 from personaloom.graphs.coverage import Cell, Ledger
@@ -40,6 +40,21 @@ def seq_of(draft_id: str, concurrency: int) -> int | None:
     if not match:
         return None
     return int(match.group(1)) * concurrency + int(draft_id.rsplit("-", 1)[1])
+
+
+class HiddenFrom:
+    """The samples a draft with ``horizon`` must not see, decided when asked (a novelty query
+    runs in a thread while commits go on): this session's samples of drafts numbered at or
+    above the horizon. Samples of earlier sessions (``prior``) are all seen."""
+
+    def __init__(self, prior: Container[str], horizon: int, concurrency: int):
+        self._prior, self._horizon, self._concurrency = prior, horizon, concurrency
+
+    def __contains__(self, sample_id: object) -> bool:
+        if not isinstance(sample_id, str) or sample_id in self._prior:
+            return False
+        seq = seq_of(sample_id, self._concurrency)
+        return seq is not None and seq >= self._horizon
 
 
 class _View:

@@ -74,6 +74,17 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--chroma-url", help="the Chroma server holding the run's store, if it moved"
     )
+    report.add_argument(
+        "--baseline",
+        type=int,
+        metavar="N",
+        help="also ask the run's writer model for N samples (2 or more) with the task "
+        "instruction alone (no persona, traits or words) and compare their diversity",
+    )
+    report.add_argument(
+        "--base-url", help="with --baseline: the endpoint to ask (default: the spec's writer)"
+    )
+    report.add_argument("--model", help="with --baseline: the model to ask")
 
     tui = commands.add_parser(
         "tui", help="run a spec supervised in the terminal dashboard", epilog=EPILOG
@@ -122,6 +133,28 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--chroma-url", help="a Chroma server for the novelty store (over novelty.store)"
     )
+    parser.add_argument(
+        "--workers",
+        type=_positive,
+        metavar="N",
+        help="run the drafts on N Ray worker actors (a local Ray cluster unless --ray-address; "
+        "needs personaloom[ray])",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="join this Ray cluster (default: $RAY_ADDRESS, else start one on 127.0.0.1)",
+    )
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,7 +282,44 @@ def _serve(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from personaloom.report import regenerate
 
-    path = regenerate(args.run_dir, url=chroma_url(args))
+    url = chroma_url(args)
+    if args.baseline is None:
+        if args.base_url or args.model:
+            raise ConfigError(
+                "--base-url and --model choose the baseline's endpoint: use them with --baseline N"
+            )
+    else:
+        if args.baseline < 2:
+            raise ConfigError(
+                f"--baseline N: N is the number of baseline samples, at least 2 (got "
+                f"{args.baseline}): the diversity measures compare samples with each other"
+            )
+        from personaloom import baseline
+        from personaloom.endpoints import Overrides
+
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+        overrides = Overrides(base_url=args.base_url, model=args.model)
+        try:
+            collected = asyncio.run(
+                baseline.collect(
+                    args.run_dir,
+                    args.baseline,
+                    overrides=overrides,
+                    progress=baseline.Progress(args.baseline),
+                )
+            )
+        except KeyboardInterrupt:
+            print(
+                "\ninterrupted: the baseline replies already fetched are in the reply cache; "
+                "ask again to continue from them (report.json was not changed)",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED
+    path = regenerate(args.run_dir, url=url)
+    if args.baseline is not None:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        for line in baseline.summary(report["baseline"], collected):
+            print(line, file=sys.stderr)
     print(path)
     return EXIT_OK
 
@@ -324,6 +394,8 @@ def _run(args: argparse.Namespace) -> int:
         model=args.model,
         embeddings=args.embeddings,
         chroma_url=chroma_url(args),
+        workers=args.workers or (1 if args.ray_address else None),
+        ray_address=args.ray_address,
     )
     listener = _print_event if events_mode else None
     progress = None

@@ -29,6 +29,8 @@ class Overrides:
     model: str | None = None
     embeddings: str | None = None  # "local" | "openai"
     chroma_url: str | None = None  # the novelty store's server (over novelty.store)
+    workers: int | None = None  # draft work on this many Ray actors (graphs/workers.py)
+    ray_address: str | None = None  # an existing Ray cluster to run them on
 
 
 def _api_key(

@@ -255,14 +255,22 @@ def embedded_model(
     return with_local(endpoints, None, MODEL_ALIAS), start
 
 
-def open_cache(spec: Spec, stack: ExitStack | AsyncExitStack) -> ReplyCache | None:
-    """The spec's reply cache (None when disabled), closed when ``stack`` closes.
+def cache_root(spec: Spec) -> Path:
+    """The spec's cache folder: ``cache.dir``, else PERSONALOOM_CACHE_DIR or the default."""
+    return spec.resolve(spec.cache.dir) if spec.cache.dir else default_cache_dir()
+
+
+def open_cache(
+    spec: Spec, stack: ExitStack | AsyncExitStack, root: Path | None = None
+) -> ReplyCache | None:
+    """The spec's reply cache (None when disabled), closed when ``stack`` closes; ``root``
+    over the spec's folder (a Ray worker opens the coordinator's).
 
     A cache folder that cannot be used (not a folder, not writable, a damaged database) is a
     configuration problem, named with what to do, before the run directory is made."""
     if not spec.cache.enabled:
         return None
-    root = spec.resolve(spec.cache.dir) if spec.cache.dir else default_cache_dir()
+    root = root or cache_root(spec)
     try:
         cache = ReplyCache(root / "replies", size_limit_mb=spec.cache.size_limit_mb)
     except (OSError, sqlite3.Error) as exc:
@@ -314,7 +322,9 @@ def open_index(
     server (``url``) the run's collections are named after its store ``key``; missing ones
     are made and filled, and collections behind or ahead of the files are reconciled."""
     if url:
-        index = NoveltyIndex(url=url, prefix=run_prefix(key))
+        # A shared server keeps each run's collections apart by its store key; the server a
+        # run with workers starts on its own folder (key "") keeps the folder's own names.
+        index = NoveltyIndex(url=url, prefix=run_prefix(key) if key else "")
         return _reconciled(index, spec, store, embedder, avoid)
     path = run_dir / CHROMA
     try:
@@ -328,6 +338,67 @@ def open_index(
             "and rebuilding it from dataset.jsonl and personas.jsonl"
         )
         return _reconciled(NoveltyIndex(path), spec, store, embedder, avoid)
+
+
+def check_workers(spec: Spec, url: str | None) -> None:
+    """What ``--workers`` needs, checked before anything is written: Ray, the streaming
+    engine, and a novelty memory (if any) that every worker can reach."""
+    from personaloom.graphs.workers import ray_module
+
+    ray_module()
+    if spec.engine != "stream":
+        raise ConfigError(
+            f"--workers runs the streaming engine's drafts; the spec sets engine: {spec.engine} "
+            "(remove it or set engine: stream)"
+        )
+    if spec.novelty.memory and not url:
+        raise ConfigError(
+            f"novelty.memory {spec.novelty.memory} is a local folder, which only one process "
+            "may open; with --workers keep memories on a Chroma server: set novelty.store "
+            "or --chroma-url"
+        )
+
+
+def start_own_store(run_dir: Path) -> Any:
+    """``chroma run`` on 127.0.0.1 for the run directory's own store, for the workers."""
+    from personaloom.chroma_server import ChromaServer
+
+    discard_clients(run_dir / CHROMA)  # never two processes on one store
+    return ChromaServer(run_dir / CHROMA, log_path=run_dir / "chroma-server.log").start()
+
+
+async def start_workers(
+    ctx: Context,
+    endpoints: dict[str, Endpoint],
+    overrides: Overrides,
+    url: str,
+    meta: dict,
+    run_dir: Path,
+) -> Any:
+    """The Ray actors for ``--workers`` (graphs/workers.py), connected to the store at
+    ``url``; the Ray cluster is started here unless ``--ray-address`` or RAY_ADDRESS."""
+    from personaloom.graphs.workers import WorkerPool, WorkerSetup
+
+    spec = ctx.spec
+    shared = bool(novelty_store(spec, overrides, meta))
+    memory = None
+    if spec.novelty.memory:
+        memory = (spec.novelty.memory, url, meta["store_key"], str(run_dir.resolve()))
+    setup = WorkerSetup(
+        spec=spec,
+        endpoints=endpoints,
+        overrides=overrides,
+        store_url=url,
+        store_prefix=run_prefix(meta["store_key"]) if shared else "",
+        templates=ctx.templates,
+        vocabulary=ctx.vocabulary,
+        concurrency=spec.concurrency,
+        cache_root=str(cache_root(spec)),
+        memory=memory,
+    )
+    return await asyncio.to_thread(
+        WorkerPool, setup, overrides.workers or 1, ctx, address=overrides.ray_address
+    )
 
 
 def _reconciled(
@@ -478,6 +549,8 @@ async def _session(
             )
         embedder = make_embedder(spec, overrides, endpoints, cache)
         url = novelty_store(spec, overrides, meta)
+        if overrides.workers:
+            check_workers(spec, url)
         recorded = _record_store(meta, url)
         if url:
             await asyncio.to_thread(connect, url)  # one that does not answer: nothing made yet
@@ -519,6 +592,10 @@ async def _session(
         )
         stack.push_async_callback(llm.aclose)
         store = RunStore(run_dir)
+        own_server = None
+        if overrides.workers and not url:  # the workers need the store on a server
+            own_server = await asyncio.to_thread(start_own_store, run_dir)
+            stack.callback(own_server.stop)
         index = await asyncio.to_thread(
             open_index,
             run_dir,
@@ -527,8 +604,8 @@ async def _session(
             embedder,
             notice,
             avoid,
-            url=url,
-            key=meta["store_key"],
+            url=url or (own_server.url if own_server else None),
+            key=meta["store_key"] if url else "",
         )
         if memory is not None:
             accepted = {s["id"]: text_of(spec, s["output"]) for s in store.dataset.rows}
@@ -550,6 +627,21 @@ async def _session(
         engine = spec.engine
         if engine == "stream" and reviewer is not None:
             ctx.reviewer = _stream_reviewer(ctx, reviewer)
+        if overrides.workers:
+            if start_embedded is not None:  # the workers use the embedded model too
+                from personaloom.local.server import MODEL_ALIAS
+
+                endpoints = with_local(endpoints, await start_embedded(), MODEL_ALIAS)
+                llm.endpoints = endpoints
+            ctx.workers = await start_workers(
+                ctx,
+                endpoints,
+                overrides,
+                url or own_server.url,
+                meta,
+                run_dir,  # type: ignore[union-attr]
+            )
+            stack.callback(ctx.workers.shutdown)
         app, snapshot = await _open_checkpoints(run_dir, stack, engine)
         values = snapshot.values or {}
         if meta.get("status") != "running":  # every file opened: readers must know it runs

@@ -39,7 +39,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -341,6 +341,7 @@ class NoveltyIndex:
         # Scrubs the local store's HNSW files; segment -> its files' sizes and times when last
         # scrubbed. A partial, not a method, so the exit finalizer holds no reference to self.
         self._scrub = functools.partial(_scrub_store, None if url else path, {})
+        self._shared = bool(url)  # on a server, other processes write to the collections too
         if url:
             self._client = connect(url)
         else:
@@ -374,24 +375,33 @@ class NoveltyIndex:
         embedding: list[float],
         *,
         exclude: str | None = None,
-        hide: Iterable[str] = (),
+        hide: Container[str] = (),
     ) -> Neighbour | None:
         """The most similar stored vector, passing over ``exclude`` and the ids in ``hide``
-        (the streaming engine hides samples a draft must not see yet)."""
-        skip = {*hide, exclude} if exclude else set(hide)
+        (the streaming engine hides samples a draft must not see yet; any container will do,
+        so a Ray worker hides by rule the samples committed after it got the draft)."""
         with self._lock:
             pending = dict(self._buffers[collection].rows)
             stored = self._stored[collection]
+        if not stored and self._shared:  # another process (a coordinator) may have added some
+            stored = self._stored[collection] = self._collections[collection].count() > 0
+
+        def skip(id_: str) -> bool:
+            return id_ == exclude or id_ in hide
+
         best = _nearest_in(pending, embedding, skip)
         if stored:
-            found = self._query(collection, embedding, skip | pending.keys())
+            found = self._query(collection, embedding, lambda i: i in pending or skip(i))
             if found is not None and (best is None or found.similarity > best.similarity):
                 best = found
         return best
 
-    def _query(self, collection: str, embedding: list[float], skip: set[str]) -> Neighbour | None:
-        """Chroma's nearest vector not in ``skip`` (buffered adds of the same id are newer than
-        what Chroma holds, hidden and excluded ids are passed over)."""
+    def _query(
+        self, collection: str, embedding: list[float], skip: Callable[[str], bool]
+    ) -> Neighbour | None:
+        """Chroma's nearest vector not skipped (buffered adds of the same id are newer than
+        what Chroma holds, hidden and excluded ids are passed over): the nearest two first,
+        then more until one is not skipped or the collection has no more."""
         col = self._collections[collection]
         wanted = _NEAREST
         while True:
@@ -402,13 +412,13 @@ class NoveltyIndex:
             for id_, distance, document in zip(
                 ids, result["distances"][0], result["documents"][0], strict=True
             ):
-                if id_ not in skip:
+                if not skip(id_):
                     return Neighbour(
                         id=id_, similarity=1.0 - float(distance), document=document or ""
                     )
-            if len(ids) < wanted or wanted > len(skip) + _NEAREST:
+            if len(ids) < wanted:
                 return None
-            wanted = len(skip) + _NEAREST + 1  # rare: skipped ids took the first places
+            wanted *= 4  # rare: skipped ids took every place asked for
 
     def add(
         self,
@@ -503,10 +513,10 @@ class NoveltyIndex:
 def _nearest_in(
     rows: dict[str, tuple[list[float], str, dict[str, Any] | None]],
     embedding: list[float],
-    skip: set[str],
+    skip: Callable[[str], bool],
 ) -> Neighbour | None:
     """Exact cosine nearest neighbour among buffered rows."""
-    ids = [id_ for id_ in rows if id_ not in skip]
+    ids = [id_ for id_ in rows if not skip(id_)]
     if not ids:
         return None
     matrix = np.asarray([rows[id_][0] for id_ in ids], dtype=np.float64)

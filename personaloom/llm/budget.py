@@ -71,6 +71,19 @@ class Budget:
             self.tokens += usage.get("total_tokens", 0) or 0
             self.cost += cost
 
+    def absorb(self, call: Any) -> None:
+        """Count a call another process made (a Ray worker's ``CallRecord``) as the trace
+        store counts it: answered requests, not cache hits or errors; tokens and cost."""
+        if call.cache_hit or call.status == "error" or call.replay_of is not None:
+            return
+        model = str(call.params.get("model", ""))
+        inputs, outputs = call.prompt_tokens or 0, call.completion_tokens or 0
+        cost = self.prices.cost(model, inputs, outputs)
+        with self._lock:
+            self.calls += 1
+            self.tokens += inputs + outputs
+            self.cost += cost
+
     def spent(self) -> dict[str, Any]:
         """What run.json records, so that a lost traces.sqlite cannot reset the budget."""
         with self._lock:
