@@ -3,10 +3,11 @@
 Per trait value and per joint cell: target, accepted, attempts, acceptance rate, status and
 the most common rejection reason; targets set aside or given up and why; rejection reasons;
 what decontamination caught (with ``novelty.avoid``); diversity measures of the accepted samples
-(``personaloom.diversity``); the persona pool (its size, the personas turned away by reason,
-persona calls per persona that wrote an accepted sample, the descriptions' diversity); calls,
-tokens and cache hits. Everything is rebuilt from the run directory's files, so ``personaloom report``
-regenerates it for any run, finished or not.
+(``personaloom.diversity``), beside a baseline's when ``personaloom report --baseline`` made
+one (``personaloom.baseline``); the persona pool (its size, the personas turned away by
+reason, persona calls per persona that wrote an accepted sample, the descriptions'
+diversity); calls, tokens and cache hits. Everything is rebuilt from the run directory's
+files, so ``personaloom report`` regenerates it for any run, finished or not.
 """
 
 from __future__ import annotations
@@ -162,6 +163,10 @@ def build_report(
         report["decontamination"] = decontamination(spec, store, traces)
     if diversity:
         report["diversity"] = measure_diversity(spec, store, vectors)
+        from personaloom.baseline import baseline_section
+
+        if (baseline := baseline_section(spec, store, vectors)) is not None:
+            report["baseline"] = baseline
     report["persona_pool"] = persona_section(store, traces, persona_vectors, diversity=diversity)
     return report
 
@@ -425,6 +430,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append("")
     if div := report.get("diversity"):
         lines += _diversity_lines(div)
+    if baseline := report.get("baseline"):
+        from personaloom.baseline import markdown_lines
+
+        lines += markdown_lines(baseline)
     if personas := report.get("persona_pool"):
         lines += _persona_lines(personas)
     return "\n".join(lines).rstrip() + "\n"

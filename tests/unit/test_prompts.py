@@ -27,6 +27,12 @@ VARIABLES = {
         "feedback": "Use the word dog.",
         "neighbour": "story: similar",
     },
+    "baseline": {
+        "instruction": "Write a story.",
+        "length": "60 to 400 words",
+        "examples": [{"title": "T", "story": "S"}],
+        "fields": ["title", "story"],
+    },
     "critic": {
         "instruction": "Write a story.",
         "draft": "title: T\nstory: S",
@@ -56,6 +62,18 @@ def test_writer_mentions_every_constraint() -> None:
         "fields: title, story",
     ):
         assert expected in user
+
+
+def test_baseline_is_the_task_without_persona_traits_or_words() -> None:
+    """``report --baseline``: what the writer is asked, minus what personaloom adds; no
+    sampling defaults of its own (it takes the writer template's)."""
+    template = load_template("baseline")
+    system, user = (m["content"] for m in template.render(**VARIABLES["baseline"]))
+    assert system == "Reply with JSON only."
+    assert user.startswith("Write a story.\nLength: 60 to 400 words.")
+    assert '<example>{"story": "S", "title": "T"}</example>' in user
+    assert user.endswith("fields: title, story.")
+    assert template.defaults == {}
 
 
 def test_critic_asks_for_each_trait_field() -> None:
