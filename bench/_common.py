@@ -347,6 +347,7 @@ class TimedRun:
     # cost per sample without start-up and the end of the session (report, chart)
     steady_cpu_s: float = 0.0
     steady_samples: int = 0
+    steady_s: float = 0.0  # wall time from the first accepted sample to the last
 
 
 def timed_run(
@@ -358,9 +359,11 @@ def timed_run(
     embeddings: str = "local",
     on_start: Callable[[], None] | None = None,
     engine: str | None = None,
+    overrides: Any = None,
 ) -> TimedRun:
     """Write the bench spec into ``folder`` and run it to completion (anything else raises);
-    ``on_start`` is called at ``run_started``, when the timed window opens."""
+    ``on_start`` is called at ``run_started``, when the timed window opens; ``overrides``
+    (personaloom.endpoints.Overrides) as on the command line, ``--workers`` for one."""
     from personaloom.runner import run
 
     spec = write_spec(
@@ -387,7 +390,9 @@ def timed_run(
 
     before = endpoint.stats()
     called = time.perf_counter()
-    result = run(spec, out=folder / "run", listeners=[listener], notice=lambda _: None)
+    result = run(
+        spec, out=folder / "run", listeners=[listener], notice=lambda _: None, overrides=overrides
+    )
     after = endpoint.stats()
     if result.status != "complete":
         raise RuntimeError(f"benchmark run ended {result.status}: {result.stop_reason}")
@@ -401,4 +406,5 @@ def timed_run(
         endpoint_cpu_s=after["cpu_seconds"] - before["cpu_seconds"],
         steady_cpu_s=marks["last_accepted"][1] - marks["first_accepted"][1],
         steady_samples=len(accepted) - 1,
+        steady_s=marks["last_accepted"][0] - marks["first_accepted"][0],
     )

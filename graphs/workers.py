@@ -257,8 +257,17 @@ class DraftWorker:
         ctx.store.persona_by_id.pop(task.persona_id, None)
         return Reply(result["outcomes"][0], captured, os.getpid())
 
-    def pid(self) -> int:
-        return os.getpid()
+    async def ready(self) -> dict[str, Any]:
+        """Build the context and load the embedding model (before the run starts, so a bad
+        setting fails there and the first drafts do not wait for MiniLM); this actor's
+        process and Ray node."""
+        import ray
+
+        ctx = await self._context()
+        embedder = getattr(ctx.embedder, "inner", ctx.embedder)  # under the cache
+        if hasattr(embedder, "warm"):
+            await asyncio.to_thread(embedder.warm)
+        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()}
 
     async def close(self) -> None:
         await self._stack.aclose()
@@ -322,8 +331,10 @@ class WorkerPool:
             # RAY_ADDRESS in the environment is Ray's own way to join a cluster.
             address = address or os.environ.get("RAY_ADDRESS") or None
             options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-            if address is None:
+            if address is None:  # a cluster of our own, on this machine's loopback only
+                os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
                 options["num_cpus"] = max(workers, os.cpu_count() or 1)
+                options["_node_ip_address"] = "127.0.0.1"
                 self._owns_cluster = True
             self.ray.init(address=address, **options)
         remote = self.ray.remote(DraftWorker).options(
@@ -333,9 +344,9 @@ class WorkerPool:
             max_concurrency=max(1, setup.concurrency),
         )
         self.workers = [_Worker(n, remote.remote(setup)) for n in range(workers)]
-        pids = self.ray.get([w.actor.pid.remote() for w in self.workers])
-        for worker, pid in zip(self.workers, pids, strict=True):
-            worker.pid = pid
+        places = self.ray.get([w.actor.ready.remote() for w in self.workers])
+        for worker, place in zip(self.workers, places, strict=True):
+            worker.pid = place["pid"]
         self.startup_s = time.perf_counter() - started
         # Accepted samples in commit order; those of earlier sessions first, as number -1.
         self.log: list[tuple[int, str, str]] = [
@@ -349,7 +360,8 @@ class WorkerPool:
             workers=workers,
             address=address,
             startup_s=round(self.startup_s, 2),
-            pids=pids,
+            pids=[place["pid"] for place in places],
+            nodes=[place["node"] for place in places],
         )
 
     def committed(self, seq: int, sample_id: str, start: str) -> None:

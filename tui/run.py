@@ -39,6 +39,8 @@ def main(args: argparse.Namespace) -> int:
             model=args.model,
             embeddings=args.embeddings,
             chroma_url=chroma_url(args),
+            workers=args.workers or (1 if args.ray_address else None),
+            ray_address=args.ray_address,
         ),
         review=args.review,
     )

@@ -69,6 +69,7 @@ class RunState:
     remaining: int | None = None
     round: int | None = None
     pool: int | None = None
+    workers: tuple[dict[str, Any], ...] = ()  # Ray workers (--workers): the latest stats
     review_pending: tuple[str, ...] = ()
     session_accepted: int = 0
     session_rejected: int = 0
@@ -187,6 +188,23 @@ class RunState:
             flag = " duplicate" if event.get("duplicate") else ""
             text = f"nearest {nearest} at {event.get('similarity')}{flag}"
         self._last["novelty"] = f"{event.get('sample_id')} {text}"
+
+    # Ray workers (--workers)
+    def _on_workers_started(self, event: dict[str, Any], ts: float) -> None:
+        self.workers = tuple(
+            {"worker": n, "pid": pid, "alive": True, "in_flight": 0, "samples_per_s": 0.0}
+            for n, pid in enumerate(event.get("pids") or ())
+        )
+
+    def _on_workers(self, event: dict[str, Any], ts: float) -> None:
+        self.workers = tuple(event.get("workers") or ())
+
+    def _on_worker_lost(self, event: dict[str, Any], ts: float) -> FeedItem:
+        detail = (
+            f"worker {event.get('worker')} (pid {event.get('pid')}) lost: "
+            f"draft sent again ({event.get('error')})"
+        )
+        return FeedItem(ts, "aborted", event.get("sample_id"), {}, detail)
 
     def _on_personas(self, event: dict[str, Any], ts: float) -> None:
         self.pool = event.get("pool")

@@ -123,6 +123,10 @@ class LocalEmbedder:
         self.device = device
         self.batch_size = batch_size
 
+    def warm(self) -> None:
+        """Load the model now rather than on the first ``embed`` (seconds, once a process)."""
+        self._encoder()
+
     def _encoder(self) -> _Encoder:
         with _ENCODERS_LOCK:
             if self.device not in _ENCODERS:

@@ -74,6 +74,32 @@ def test_unknown_events_are_ignored_and_resumes_start_a_new_session() -> None:
     assert state.session_accepted == 0 and state.events_seen == 4
 
 
+def test_workers_events_give_the_workers_line_and_a_feed_item_for_a_loss() -> None:
+    from personaloom.tui.widgets.counters import Counters
+
+    state = RunState()
+    state.apply({"event": "workers_started", "ts": 1.0, "workers": 2, "pids": [11, 12]})
+    assert [w["pid"] for w in state.workers] == [11, 12]
+    lost = state.apply(
+        {
+            "event": "worker_lost",
+            "ts": 2.0,
+            "worker": 0,
+            "pid": 11,
+            "sample_id": "s00001-000",
+            "error": "ActorDiedError: killed",
+        }
+    )
+    assert lost is not None and lost.kind == "aborted" and "pid 11" in lost.detail
+    stats = [
+        {"worker": 0, "pid": 13, "alive": True, "in_flight": 2, "samples_per_s": 1.5, "lost": 1},
+        {"worker": 1, "pid": 12, "alive": True, "in_flight": 1, "samples_per_s": 1.25, "lost": 0},
+    ]
+    state.apply({"event": "workers", "ts": 3.0, "workers": stats})
+    line = Counters._workers(state.workers).plain
+    assert line == "#0 2 in flight 1.50/s lost 1   #1 1 in flight 1.25/s"
+
+
 def test_format_eta() -> None:
     assert [format_eta(s) for s in (5, 59, 61, 3599, 3600, 5400)] == [
         "5 s",

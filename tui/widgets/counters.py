@@ -56,6 +56,8 @@ class Counters(Static):
     """running, paused, stopping, review, or the run's final status."""
     bars: reactive[Bars | None] = reactive(None, layout=True)
     """The live novelty threshold and critic bar; None in watch mode (not known)."""
+    workers: reactive[tuple[dict[str, Any], ...]] = reactive((), layout=True)
+    """Ray workers' latest stats (``--workers``); empty for a run in one process."""
 
     def render(self) -> RenderableType:
         report = self.report or {}
@@ -86,6 +88,8 @@ class Counters(Static):
         )
         grid.add_row("tokens", self._tokens(report))
         grid.add_row("pace", self._pace())
+        if self.workers:
+            grid.add_row("workers", self._workers(self.workers))
         if self.bars is not None:
             grid.add_row("bars", self._bars(self.bars))
             review = self.bars.review
@@ -110,6 +114,22 @@ class Counters(Static):
         if cost:
             limit = cost.get("max_cost")
             text.append(f"   cost {cost['total']:.4f}" + (f" of {limit:g}" if limit else ""))
+        return text
+
+    @staticmethod
+    def _workers(workers: tuple[dict[str, Any], ...]) -> Text:
+        """One entry per worker: alive or lost, drafts in flight, accepted samples/s."""
+        text = Text()
+        for worker in workers:
+            if text:
+                text.append("   ")
+            alive = worker.get("alive", True)
+            text.append(f"#{worker.get('worker')}", style="green bold" if alive else "red bold")
+            text.append(
+                f" {worker.get('in_flight', 0)} in flight {worker.get('samples_per_s', 0.0):.2f}/s"
+            )
+            if worker.get("lost"):
+                text.append(f" lost {worker['lost']}", style="red")
         return text
 
     def _pace(self) -> Text:
