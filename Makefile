@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test test-fast lint format bench bench-1m bench-engines bench-personas soak clean
+.PHONY: install demo test test-fast lint format bench bench-1m bench-engines bench-personas bench-workers soak clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ soak: $(STAMP)
 # fixed and long-tailed 200 ms endpoints, MiniLM-bound, CPU per sample. About 10 minutes.
 bench-engines: $(STAMP)
 	$(PY) bench/engines.py
+
+# Ray workers against one process, Ray's start-up and memory, a simulated two-node cluster
+# (docs/benchmarks.md#workers). About 3 minutes.
+bench-workers: $(STAMP)
+	$(PY) bench/workers.py
 
 # Persona quality before and after the persona gate, on the embedded model: two runs of 20
 # samples, 15 to 60 minutes on 2 shared cores (docs/benchmarks.md).

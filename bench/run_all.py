@@ -19,7 +19,7 @@ import _common as common
 
 ORDER = ["overhead", "concurrency", "novelty_scale", "cache_resume", "coverage_efficiency"]
 # Benchmarks with their own make target: the embedded model makes them too slow for `make bench`.
-SEPARATE = ("engines", "persona_quality", "soak")  # their own make targets
+SEPARATE = ("engines", "persona_quality", "soak", "workers")  # their own make targets
 _MAIN = re.compile(r"^def main\(", re.MULTILINE)
 _CONVENTIONS = re.compile(r"\bcommon\.parser\(")  # takes --out DIR and --quick
 

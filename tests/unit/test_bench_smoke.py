@@ -19,6 +19,7 @@ SCRIPTS = [
     "cache_resume",
     "coverage_efficiency",
     "engines",
+    "workers",
 ]
 
 
