@@ -6,25 +6,24 @@ feedback, bounded by ``critic.max_revisions``) or reject with a reason from ``Re
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from personaloom.agents.models import RejectReason, critic_model, trait_field
+from personaloom.agents.models import DraftTask, RejectReason, critic_model, trait_field
 from personaloom.agents.writer import render_record
-from personaloom.graphs.state import DraftTask
 
 from personaloom.ids import stable_seed
 from personaloom.llm import CallInfo
+from personaloom.records import WORD as _WORD
+from personaloom.records import opening, text_of
 from personaloom.spec import Spec, total_target
 
 ROLE = "critic"
 # Share of word trigrams that repeat an earlier one. Fluent prose stays under 0.1;
 # degenerate loops from small models ("A Tale of Milk, A Tale of Milk, ...") go far above.
 MAX_REPETITION = 0.2
-_WORD = re.compile(r"[A-Za-z0-9']+")
 
 
 @dataclass(frozen=True)
@@ -41,20 +40,6 @@ class Review:
     score: int
     feedback: str
     traits: dict[str, bool] = field(default_factory=dict)
-
-
-def text_parts(spec: Spec, record: dict[str, Any]) -> list[str]:
-    """The record's text fields, a list field item by item."""
-    parts = []
-    for name in spec.text_fields():
-        value = record.get(name)
-        parts.extend(value if isinstance(value, list) else [value or ""])
-    return [str(p) for p in parts]
-
-
-def text_of(spec: Spec, record: dict[str, Any]) -> str:
-    """The record's text fields joined: what word and length checks and embeddings see."""
-    return "\n".join(text_parts(spec, record))
 
 
 def word_forms(word: str) -> set[str]:
@@ -83,18 +68,6 @@ def repetition(tokens: list[str]) -> float:
     if len(trigrams) < 10:
         return 0.0
     return 1 - len(set(trigrams)) / len(trigrams)
-
-
-def main_text(spec: Spec, record: dict[str, Any]) -> str:
-    """The main text field (a story, not its title), or every text field when there is none:
-    what openings and the report's diversity measures read."""
-    name = spec.main_text_field()
-    return str(record.get(name) or "") if name else text_of(spec, record)
-
-
-def opening(spec: Spec, record: dict[str, Any]) -> str:
-    """The first three words of the main text, lowercased, punctuation dropped."""
-    return " ".join(t.lower() for t in _WORD.findall(main_text(spec, record))[:3])
 
 
 def opening_counts(ctx) -> Counter[str]:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from personaloom.records import PersonaRejectReason, RejectReason  # noqa: F401 - the agents' vocabulary
 
 # Schema-only hints (json_schema_extra, not validation): a grammar-constrained small model
 # then writes descriptions instead of bare names.
@@ -51,8 +52,6 @@ def labelled_persona_model(title: str, labels: dict[str, list[str]]) -> type[Bas
     Used only when a spec has persona traits, so specs without them keep the plain list of
     strings that small models fill best.
     """
-    from typing import Literal
-
     fields: dict[str, Any] = {
         "persona": (str, Field(json_schema_extra=_DESCRIPTION)),
     }
@@ -93,29 +92,34 @@ def trait_field(trait: str) -> str:
     return "has_" + trait.replace("-", "_")
 
 
-class RejectReason(StrEnum):
-    """The fixed taxonomy of why a draft was not accepted."""
+class DraftTask(BaseModel):
+    """One assignment from the planner: who writes, with which traits and words."""
 
-    SCHEMA_INVALID = "schema_invalid"  # a field is empty or has the wrong shape
-    MISSING_WORDS = "missing_words"  # a required vocabulary word is absent
-    LENGTH = "length"  # outside the spec's word limits
-    LOW_QUALITY = "low_quality"  # critic score under min_score
-    TRAIT_MISMATCH = "trait_mismatch"  # an assigned trait the critic could not confirm
-    NEAR_DUPLICATE = "near_duplicate"  # too close to an accepted sample
-    CONTAMINATED = "contaminated"  # resembles an eval or test item of novelty.avoid
-    SEEN_BEFORE = "seen_before"  # too close to an earlier run's sample in novelty memory
-    UNPARSEABLE = "unparseable"  # the endpoint's reply did not parse, even after repair
-    LLM_ERROR = "llm_error"  # the endpoint failed (timeouts, errors) after retries
-    DIVERSITY_GATE = "diversity_gate"  # breaks a spec diversity gate (e.g. a common opening)
-    HUMAN_REJECTED = "human_rejected"  # a reviewer turned it down (review mode)
+    draft_id: str
+    round: int
+    persona_id: str
+    traits: dict[str, str] = Field(default_factory=dict)
+    words: dict[str, str] = Field(default_factory=dict)
+    seed: int
+    # The streaming engine's drafts see only the samples of drafts numbered below this (its
+    # plan's view; graphs/window.py); None: every committed sample (the batch engine).
+    horizon: int | None = None
 
 
-class PersonaRejectReason(StrEnum):
-    """The fixed taxonomy of why a mined or related persona did not enter the pool."""
+class DraftOutcome(BaseModel):
+    """What became of one draft; ``commit`` turns it into a dataset or rejected.jsonl row."""
 
-    NOT_PROSE = "not_prose"  # markup, JSON, clock times or mostly not letters
-    TOO_SHORT = "too_short"  # fewer words than a description of a person needs
-    PROMPT_EXAMPLE = "prompt_example"  # a near-copy of an example in the prompt templates
-    SOURCE_COPY = "source_copy"  # a near-copy of its source text (or its parent persona)
-    NEAR_DUPLICATE = "near_duplicate"  # too close to a persona already in the pool
-    IMPLAUSIBLE = "implausible"  # the LLM check (personas.check: llm) found no specific person
+    task: DraftTask
+    # written: its outcome was already in the run directory (a draft re-run on resume)
+    status: Literal["accepted", "rejected", "aborted", "written"]
+    record: dict[str, Any] | None = None
+    reason: str | None = None
+    details: str = ""
+    score: int | None = None
+    feedback: str | None = None
+    revisions: int = 0
+    unconfirmed: list[str] = Field(default_factory=list)  # traits the critic did not confirm
+    embedding: list[float] | None = None
+    neighbour_id: str | None = None
+    similarity: float | None = None
+    contamination: dict[str, Any] | None = None  # the avoided item a contaminated draft resembles

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from personaloom.graphs.state import DraftTask
+from personaloom.agents.models import DraftTask
 
 from personaloom.ids import stable_seed
 from personaloom.llm import CallInfo

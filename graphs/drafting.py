@@ -21,6 +21,7 @@ from personaloom.graphs.state import DraftInput, DraftOutcome, DraftOutput, Draf
 from personaloom.graphs.tracing import traced
 from personaloom.graphs.window import OpeningsSeen
 
+from personaloom import records
 from personaloom.llm import BudgetExhausted, LLMFailure
 from personaloom.vectors import SAMPLES
 
@@ -119,7 +120,7 @@ async def _critique(state: DraftState, runtime: Runtime[Context]) -> dict:
     task, record = state["task"], state["record"]
     limit = ctx.spec.critic.max_revisions
     # First, before any check that could hide it: a copied eval item is the thing to report.
-    if found := novelty.shared_words(ctx, critic.text_parts(ctx.spec, record)):
+    if found := novelty.shared_words(ctx, records.text_parts(ctx.spec, record)):
         return _contaminated(ctx, state, found)
     finding = critic.deterministic_checks(ctx.spec, task, record) or critic.diversity_gate(
         ctx.spec, record, _openings(ctx, task)
@@ -128,7 +129,7 @@ async def _critique(state: DraftState, runtime: Runtime[Context]) -> dict:
         return _after_failure(state, finding.reason, finding.feedback, limit)
     # The novelty check needs the draft's embedding: compute it while the critic's call is
     # in flight rather than after it (wasted only on drafts the critic turns down).
-    embedding = asyncio.ensure_future(novelty.embed(ctx, critic.text_of(ctx.spec, record)))
+    embedding = asyncio.ensure_future(novelty.embed(ctx, records.text_of(ctx.spec, record)))
     accepted = False
     try:
         review = await critic.review(ctx, task, record, state.get("revision", 0))

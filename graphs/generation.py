@@ -23,6 +23,7 @@ from personaloom.graphs.planner import Planner
 from personaloom.graphs.state import DraftOutcome, DraftTask, GenerationState
 from personaloom.graphs.tracing import traced
 
+from personaloom import records
 from personaloom.vectors import SAMPLES
 
 STALL_BACKSTOP = 5  # x stall_rounds, while some open target still has a deficit
@@ -187,7 +188,7 @@ async def _accept(ctx: Context, outcome: DraftOutcome) -> dict[str, Any] | None:
     record = outcome.record or {}
     vector = outcome.embedding
     if vector is None:
-        vector = (await asyncio.to_thread(ctx.embedder.embed, [critic.text_of(ctx.spec, record)]))[
+        vector = (await asyncio.to_thread(ctx.embedder.embed, [records.text_of(ctx.spec, record)]))[
             0
         ]
     neighbour = await asyncio.to_thread(ctx.index.nearest, SAMPLES, vector, exclude=task.draft_id)
@@ -218,12 +219,12 @@ async def _accept(ctx: Context, outcome: DraftOutcome) -> dict[str, Any] | None:
             **({"pool": pool} if (pool := ctx.store.pool_row(task.persona_id)) else {}),
         },
     }
-    ctx.index.add(SAMPLES, task.draft_id, vector, critic.text_of(ctx.spec, record))
+    ctx.index.add(SAMPLES, task.draft_id, vector, records.text_of(ctx.spec, record))
     if ctx.memory is not None:
-        ctx.memory.remember(task.draft_id, vector, critic.text_of(ctx.spec, record))
+        ctx.memory.remember(task.draft_id, vector, records.text_of(ctx.spec, record))
     if ctx.store.add_sample(sample):
         _observe(ctx, sample, accepted=True)
-        critic.opening_counts(ctx)[critic.opening(ctx.spec, record)] += 1
+        critic.opening_counts(ctx)[records.opening(ctx.spec, record)] += 1
     ctx.events.emit(
         "sample_accepted",
         sample_id=task.draft_id,

@@ -8,42 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypedDict
 
-from pydantic import BaseModel, Field
+from personaloom.agents.models import DraftOutcome, DraftTask  # noqa: F401 - old checkpoints name them here
 
 Status = Literal["running", "complete", "budget", "stalled", "stopped"]
-
-
-class DraftTask(BaseModel):
-    """One assignment from the planner: who writes, with which traits and words."""
-
-    draft_id: str
-    round: int
-    persona_id: str
-    traits: dict[str, str] = Field(default_factory=dict)
-    words: dict[str, str] = Field(default_factory=dict)
-    seed: int
-    # The streaming engine's drafts see only the samples of drafts numbered below this (its
-    # plan's view; graphs/window.py); None: every committed sample (the batch engine).
-    horizon: int | None = None
-
-
-class DraftOutcome(BaseModel):
-    """What became of one draft; ``commit`` turns it into a dataset or rejected.jsonl row."""
-
-    task: DraftTask
-    # written: its outcome was already in the run directory (a draft re-run on resume)
-    status: Literal["accepted", "rejected", "aborted", "written"]
-    record: dict[str, Any] | None = None
-    reason: str | None = None
-    details: str = ""
-    score: int | None = None
-    feedback: str | None = None
-    revisions: int = 0
-    unconfirmed: list[str] = Field(default_factory=list)  # traits the critic did not confirm
-    embedding: list[float] | None = None
-    neighbour_id: str | None = None
-    similarity: float | None = None
-    contamination: dict[str, Any] | None = None  # the avoided item a contaminated draft resembles
 
 
 def collect(left: list[DraftOutcome] | None, right: list[DraftOutcome] | None) -> list:

@@ -22,7 +22,6 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
-from personaloom.agents import critic
 from personaloom.graphs.context import Context
 from personaloom.graphs.drafting import build_draft_graph
 from personaloom.graphs.generation import (
@@ -40,6 +39,7 @@ from personaloom.graphs.state import DraftOutcome, DraftTask, GenerationState
 from personaloom.graphs.tracing import traced
 from personaloom.graphs.window import HiddenFrom, StreamPlanner
 
+from personaloom import records
 from personaloom.vectors import SAMPLES
 
 # When the pool runs short, mine for this many rounds of drafts, not one: every visit to
@@ -213,7 +213,7 @@ class Dispatcher:
         row, accepted = await commit_outcome(self.ctx, outcome)
         self.plans.record(seq, row, accepted)
         if accepted and row is not None:
-            start = critic.opening(self.ctx.spec, row["output"])
+            start = records.opening(self.ctx.spec, row["output"])
             self.recent[seq] = (row["id"], start)
             if self.ctx.workers is not None:  # the workers' pre-checks see it from now on
                 self.ctx.workers.committed(seq, row["id"], start)

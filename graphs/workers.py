@@ -34,11 +34,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from personaloom.agents import critic
 from personaloom.graphs.state import DraftOutcome, DraftTask
 from personaloom.graphs.window import HiddenFrom
 from personaloom.prompts import PromptTemplate
 
+from personaloom import records
 from personaloom.endpoints import ConfigError, Overrides
 from personaloom.events import EventSink
 from personaloom.llm import LLM, Budget, Endpoint
@@ -195,8 +195,9 @@ class DraftWorker:
         from personaloom.graphs.drafting import build_draft_graph
 
         from personaloom.avoid import load_avoid
+        from personaloom.embeddings import make_embedder
+        from personaloom.llm.cache import open_cache
         from personaloom.memory import NoveltyMemory, _collections
-        from personaloom.runner import make_embedder, open_cache
         from personaloom.vectors import NoveltyIndex
 
         setup, stack = self.setup, self._stack
@@ -350,7 +351,7 @@ class WorkerPool:
         self.startup_s = time.perf_counter() - started
         # Accepted samples in commit order; those of earlier sessions first, as number -1.
         self.log: list[tuple[int, str, str]] = [
-            (-1, row["id"], critic.opening(ctx.spec, row["output"]))
+            (-1, row["id"], records.opening(ctx.spec, row["output"]))
             for row in ctx.store.dataset.rows
         ]
         self._logged = {id_ for _, id_, _ in self.log}

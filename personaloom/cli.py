@@ -18,7 +18,8 @@ from typing import Any
 
 from personaloom import __version__, data_cli, trace_cli
 from personaloom.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigError
-from personaloom.spec import ROLES, SpecError, budget_warning, load_spec, total_target
+from personaloom.estimate import budget_warning
+from personaloom.spec import ROLES, SpecError, load_spec, total_target
 
 EPILOG = """exit codes: 0 all targets met, 1 error, 2 invalid spec/arguments,
 3 budget ended the run first, 4 stalled, 130 interrupted (resume with --resume RUN_DIR)"""

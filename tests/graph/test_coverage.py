@@ -125,8 +125,7 @@ def test_opening_gate_holds_while_generating(
         budget={"max_calls": 400},
     )
     result = run(spec, out=tmp_path / "run")
-    from personaloom.agents.critic import opening
-
+    from personaloom.records import opening
     from personaloom.spec import load_spec
 
     loaded = load_spec(spec)

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from personaloom import vectors
+from personaloom.chroma_server import ChromaServer
 from personaloom.cli import main
 from personaloom.endpoints import Overrides
 from personaloom.runner import run
@@ -163,6 +165,27 @@ def test_the_coordinator_killed_then_resumed_with_workers(
     assert result.status == "complete"
     samples = check_run(run_dir, 0.9)
     assert before <= {s["id"] for s in samples}, "a sample written before the kill was lost"
+
+
+def test_the_chroma_server_killed_mid_run_and_back_with_workers(
+    cluster, make_spec, tmp_path, monkeypatch
+) -> None:
+    """The workers query the server too: its loss and return (same path and port) within
+    the retries costs nothing but the wait."""
+    from test_chroma_server import KillAfter, server_ids
+
+    monkeypatch.setattr(vectors, "FLUSH_AT", 2)
+    with ChromaServer(tmp_path / "chroma-server" / "store") as server:
+        spec = make_spec(traits=TRAITS, novelty={"threshold": 0.9, "store": server.url})
+        killer = KillAfter(server, 4, then=1.0)
+        result = run(spec, out=tmp_path / "run", overrides=workers(2), listeners=[killer])
+        assert result.status == "complete"
+        assert killer.back_at is not None and killer.finished_at > killer.back_at
+        samples = read_jsonl(result.run_dir / "dataset.jsonl")
+        ids = [s["id"] for s in samples]
+        assert len(ids) == len(set(ids)) >= 10
+        assert json.loads((result.run_dir / "report.json").read_text())["accepted"] == len(ids)
+        assert server_ids(server.url, result.run_dir) == set(ids)
 
 
 def _wait_gone(run_dir: Path, timeout: float = 30) -> None:

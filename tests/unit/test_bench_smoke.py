@@ -61,8 +61,9 @@ def test_run_all_finds_every_benchmark() -> None:
         import run_all
     finally:
         sys.path.remove(str(BENCH))
-    assert set(SCRIPTS) - {"engines"} <= set(run_all.scripts())
+    assert set(SCRIPTS) - {"engines", "workers"} <= set(run_all.scripts())
     assert "engines" not in run_all.scripts()  # make bench-engines
+    assert "workers" not in run_all.scripts()  # make bench-workers
     assert "run_all" not in run_all.scripts()
     assert "persona_quality" not in run_all.scripts()  # make bench-personas
 

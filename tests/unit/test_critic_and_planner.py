@@ -258,7 +258,9 @@ def test_persona_traits_pick_personas_that_carry_the_value(make_spec, tmp_path: 
 def test_opening_gate_caps_a_common_opening(make_spec) -> None:
     from collections import Counter as C
 
-    from personaloom.agents.critic import diversity_gate, opening
+    from personaloom.agents.critic import diversity_gate
+
+    from personaloom.records import opening
 
     spec = load_spec(make_spec(critic={"diversity": {"max_opening_share": 0.25}}, total=8))
     record = {"title": "T", "story": "Once upon a time, a dog."}
