@@ -7,8 +7,6 @@ on the server."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ from personaloom.cli import main
 from personaloom.memory import PREFIX
 from personaloom.runner import run
 from personaloom.store import read_jsonl
+from personaloom.testing.chroma import KillAfter, server_ids
 from personaloom.vectors import PERSONAS, SAMPLES, connect, run_prefix
 
 pytestmark = pytest.mark.integration
@@ -41,11 +40,6 @@ def own_server(tmp_path: Path) -> Iterator[ChromaServer]:
     """A server of the test's own, for tests that kill it."""
     with ChromaServer(tmp_path / "chroma-server" / "store") as started:
         yield started
-
-
-def server_ids(url: str, run_dir: Path, collection: str = SAMPLES) -> set[str]:
-    key = json.loads((run_dir / "run.json").read_text())["store_key"]
-    return set(connect(url).get_collection(run_prefix(key) + collection).get(include=[])["ids"])
 
 
 def check_run(run_dir: Path, url: str) -> list[dict]:
@@ -110,28 +104,6 @@ def test_chroma_url_flag_is_kept_for_the_resume(make_spec, server, tmp_path, cap
     assert not (out / "chroma").exists()
     assert main(["run", str(spec), "--chroma-url", "localhost:8000"]) == 2
     assert "--chroma-url localhost:8000: expected a Chroma server URL" in capsys.readouterr().err
-
-
-class KillAfter:
-    """A listener that SIGKILLs the server once ``accepted`` samples are in, and starts it
-    again on the same path and port ``then`` seconds later (``None``: not at all)."""
-
-    def __init__(self, server: ChromaServer, accepted: int, then: float | None):
-        self.server, self.accepted, self.then = server, accepted, then
-        self.back_at: float | None = None  # when the server answered again
-        self.finished_at: float | None = None
-
-    def __call__(self, event: dict) -> None:
-        if event["event"] == "sample_accepted" and event["accepted"] == self.accepted:
-            self.server.kill()
-            if self.then is not None:
-                threading.Timer(self.then, self._restart).start()
-        if event["event"] == "run_finished":
-            self.finished_at = time.monotonic()
-
-    def _restart(self) -> None:
-        self.server.start()
-        self.back_at = time.monotonic()
 
 
 def test_a_server_killed_and_back_within_the_retries(

@@ -26,6 +26,7 @@ from personaloom.cli import main
 from personaloom.endpoints import Overrides
 from personaloom.runner import run
 from personaloom.store import read_jsonl
+from personaloom.testing.chroma import KillAfter, server_ids
 from personaloom.vectors import SAMPLES, NoveltyIndex, discard_clients
 
 ray = pytest.importorskip("ray")
@@ -172,8 +173,6 @@ def test_the_chroma_server_killed_mid_run_and_back_with_workers(
 ) -> None:
     """The workers query the server too: its loss and return (same path and port) within
     the retries costs nothing but the wait."""
-    from test_chroma_server import KillAfter, server_ids
-
     monkeypatch.setattr(vectors, "FLUSH_AT", 2)
     with ChromaServer(tmp_path / "chroma-server" / "store") as server:
         spec = make_spec(traits=TRAITS, novelty={"threshold": 0.9, "store": server.url})
