@@ -71,9 +71,10 @@ def repetition(tokens: list[str]) -> float:
 
 
 def opening_counts(ctx) -> Counter[str]:
-    """Openings of the accepted samples, counted once per run and kept up to date by commit."""
+    """Openings of the accepted samples: counted when the run is wired (``graphs.context.wire``),
+    kept up to date by commit."""
     if ctx.openings is None:
-        ctx.openings = Counter(opening(ctx.spec, s["output"]) for s in ctx.store.dataset.rows)
+        raise RuntimeError("the context has no opening counts: graphs.wiring.wire(ctx) first")
     return ctx.openings
 
 

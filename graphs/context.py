@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Awaitable, Callable, Container
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from personaloom.prompts import PromptTemplate, load_template
 
@@ -20,7 +21,22 @@ from personaloom.store import RunStore
 from personaloom.vectors import NoveltyIndex
 
 if TYPE_CHECKING:
+    from personaloom.agents.persona_gate import PersonaGate
+    from personaloom.graphs.planner import Planner
     from personaloom.graphs.workers import WorkerPool
+
+# The streaming engine's review callback: the accepted drafts ready to commit, as the reviewer
+# sees them -> the ids turned down.
+StreamReviewer = Callable[[list[dict[str, Any]]], Awaitable[list[str]]]
+
+
+class DraftView(Protocol):
+    """What a streaming draft with a horizon may see (graphs.stream's Dispatcher, or a Ray
+    worker's copy of it): samples it must pass over, openings it must not count."""
+
+    def hidden(self, horizon: int) -> Container[str]: ...
+
+    def hidden_openings(self, horizon: int) -> Counter[str]: ...
 
 
 @dataclass
@@ -36,14 +52,15 @@ class Context:
     vocabulary: dict[str, list[str]] = field(default_factory=dict)
     stall_rounds: int = 10  # idle rounds before a run with no open target gives up
     control: RunControl = field(default_factory=RunControl)
-    planner: Any = None  # the run's Planner, made on first use (graphs.generation)
-    openings: Counter[str] | None = None  # accepted samples' openings (agents.critic)
+    # Made by graphs.wiring.wire before the graph runs (None only in a Ray worker's context)
+    planner: Planner | None = None  # what to draft next, and the coverage ledger
+    openings: Counter[str] | None = None  # accepted samples' openings, kept up to date by commit
     pool: list[dict[str, Any]] = field(default_factory=list)  # pool personas (personaloom.pool)
     avoid: AvoidSet | None = None  # items samples must not resemble (personaloom.avoid)
     memory: NoveltyMemory | None = None  # novelty.memory: earlier runs' samples
-    persona_gate: Any = None  # the run's PersonaGate, made on first use (graphs.personas)
-    window: Any = None  # the streaming engine's Dispatcher: what its drafts may see (graphs.stream)
-    reviewer: Any = None  # the streaming engine's review callback (samples -> rejected ids)
+    persona_gate: PersonaGate | None = None  # what a new persona is checked against
+    window: DraftView | None = None  # the streaming engine's: what its drafts may see
+    reviewer: StreamReviewer | None = None  # the streaming engine's review (samples -> rejected)
     workers: WorkerPool | None = None  # Ray actors doing the drafts (graphs.workers)
 
     @property

@@ -30,8 +30,9 @@ STALL_BACKSTOP = 5  # x stall_rounds, while some open target still has a deficit
 
 
 def _planner(ctx: Context) -> Planner:
+    """The run's planner, which the runner makes before the graph runs (``wire``)."""
     if ctx.planner is None:
-        ctx.planner = Planner(ctx.spec, ctx.store, ctx.vocabulary)
+        raise RuntimeError("the context has no planner: graphs.wiring.wire(ctx) first")
     return ctx.planner
 
 
@@ -270,10 +271,7 @@ def _reject(ctx: Context, outcome: DraftOutcome) -> dict[str, Any]:
 
 def _observe(ctx: Context, row: dict[str, Any], *, accepted: bool) -> None:
     """Keep the planner's ledger in step with the store; report cells that stagnate."""
-    if ctx.planner is None:
-        _planner(ctx)  # a resumed commit: the new ledger, read from the store, has the row
-        return
-    ledger = ctx.planner.ledger
+    ledger = _planner(ctx).ledger
     for cell in ledger.observe(row, accepted):
         trait, value = ledger.name(cell)
         ctx.events.emit(

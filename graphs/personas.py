@@ -29,8 +29,9 @@ from personaloom.agents.persona_gate import (
 )
 from personaloom.graphs.context import Context
 from personaloom.graphs.state import GenerationState
+from personaloom.prompts import PromptTemplate
 
-from personaloom.embeddings import embed_all
+from personaloom.embeddings import Embedder, embed_all
 from personaloom.ids import short_id
 from personaloom.llm import BudgetExhausted, LLMFailure
 from personaloom.vectors import PERSONAS
@@ -163,13 +164,16 @@ async def _relate(ctx: Context, parents: list[dict], wanted: dict[str, list[str]
     return await _admit(ctx, [c for batch in batches for c in batch])
 
 
+def make_persona_gate(templates: dict[str, PromptTemplate], embedder: Embedder) -> PersonaGate:
+    """The run's gate: the example personas of the miner's and relater's templates in use (the
+    spec may override them), embedded once."""
+    examples = prompt_examples(templates[role] for role in EXAMPLE_ROLES)
+    return PersonaGate(examples, embedder.embed(examples) if examples else [])
+
+
 def persona_gate(ctx: Context) -> PersonaGate:
-    """The run's gate, made on first use: the example personas of the miner's and relater's
-    templates in use (the spec may override them), embedded once."""
     if ctx.persona_gate is None:
-        examples = prompt_examples(ctx.templates[role] for role in EXAMPLE_ROLES)
-        vectors = ctx.embedder.embed(examples) if examples else []
-        ctx.persona_gate = PersonaGate(examples, vectors)
+        raise RuntimeError("the context has no persona gate: graphs.wiring.wire(ctx) first")
     return ctx.persona_gate
 
 
@@ -223,7 +227,7 @@ async def _gated(ctx: Context, candidates: list[Candidate]) -> list[tuple[Candid
             shaped.append(candidate)
     if not shaped:
         return []
-    gate = await asyncio.to_thread(persona_gate, ctx)
+    gate = persona_gate(ctx)
     sources = list(dict.fromkeys(c.source for c in shaped if c.source))  # pool rows: none
     vectors = await asyncio.to_thread(
         embed_all, ctx.embedder, [c.row["persona"] for c in shaped] + sources

@@ -53,6 +53,7 @@ from personaloom.estimate import budget_warning
 from personaloom.events import EventSink, Listener
 from personaloom.graphs import Context, build_graph
 from personaloom.graphs.stream import build_stream_graph
+from personaloom.graphs.wiring import wire
 from personaloom.llm import LLM, Budget, Endpoint
 from personaloom.llm.cache import cache_root, open_cache, public_url
 from personaloom.memory import NoveltyMemory, open_memory
@@ -566,6 +567,7 @@ async def _session(
             avoid=avoid,
             memory=memory,
         )
+        await asyncio.to_thread(wire, ctx)
         engine = spec.engine
         if engine == "stream" and reviewer is not None:
             ctx.reviewer = _stream_reviewer(ctx, reviewer)
