@@ -17,7 +17,7 @@ from personaloom.records import PersonaRejectReason, RejectReason  # noqa: F401 
 
 # Schema-only hints (json_schema_extra, not validation): a grammar-constrained small model
 # then writes descriptions instead of bare names.
-_DESCRIPTION = {"minLength": 40, "maxLength": 400}
+_DESCRIPTION: dict[str, Any] = {"minLength": 40, "maxLength": 400}
 
 
 class PersonaList(BaseModel):
@@ -58,7 +58,8 @@ def labelled_persona_model(title: str, labels: dict[str, list[str]]) -> type[Bas
     for trait, values in labels.items():
         fields[trait] = (Literal[tuple(values)], Field(description=f"the person's {trait}"))
     item = create_model(f"{title}Item", __config__=ConfigDict(title=f"{title}Item"), **fields)
-    return create_model(title, __config__=ConfigDict(title=title), personas=(list[item], ...))
+    personas: Any = list[item]  # type: ignore[valid-type,unused-ignore]  # made at run time
+    return create_model(title, __config__=ConfigDict(title=title), personas=(personas, ...))
 
 
 def critic_model(traits: Sequence[str]) -> type[BaseModel]:

@@ -15,6 +15,8 @@ from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
+from typing_extensions import TypeIs
+
 from personaloom.vectors import AVOID, Neighbour
 
 
@@ -41,7 +43,7 @@ async def seen_before(ctx, vector: list[float]) -> Neighbour | None:
     return await asyncio.to_thread(ctx.memory.match, vector, ctx.novelty_threshold)
 
 
-def is_duplicate(neighbour: Neighbour | None, threshold: float) -> bool:
+def is_duplicate(neighbour: Neighbour | None, threshold: float) -> TypeIs[Neighbour]:
     return neighbour is not None and neighbour.similarity >= threshold
 
 

@@ -18,8 +18,9 @@ a paraphrase keeps the meaning and a copy with a few words changed keeps the wor
 from __future__ import annotations
 
 import difflib
+import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,12 +132,24 @@ def prompt_examples(templates: Iterable[PromptTemplate]) -> list[str]:
 
 
 class PersonaGate:
-    """The gate of one run: the example personas of its templates and their embeddings."""
+    """The gate of one run: the example personas of its templates and their embeddings.
 
-    def __init__(self, examples: list[str], vectors: Sequence[Sequence[float]]):
+    ``vectors`` may be a function that embeds the examples: it is called once, for the first
+    persona checked, so a session that mines nothing never asks the embedder (and a run whose
+    endpoint is down fails on its first real request, with that request's error)."""
+
+    def __init__(
+        self,
+        examples: list[str],
+        vectors: Sequence[Sequence[float]] | Callable[[], Sequence[Sequence[float]]],
+    ):
         self.examples = examples
-        self.vectors = list(vectors)
+        self._vectors = vectors
         self._words = [content_words(e) for e in examples]
+
+    @functools.cached_property
+    def vectors(self) -> list[Sequence[float]]:
+        return list(self._vectors() if callable(self._vectors) else self._vectors)
 
     def example_finding(self, text: str, vector: Sequence[float]) -> GateFinding | None:
         mine = content_words(text)

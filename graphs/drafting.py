@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Container, Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -118,6 +118,7 @@ async def critique(state: DraftState, runtime: Runtime[Context]) -> dict:
 async def _critique(state: DraftState, runtime: Runtime[Context]) -> dict:
     ctx = runtime.context
     task, record = state["task"], state["record"]
+    assert record is not None, "critique runs only after write produced a record"
     limit = ctx.spec.critic.max_revisions
     # First, before any check that could hide it: a copied eval item is the thing to report.
     if found := novelty.shared_words(ctx, records.text_parts(ctx.spec, record)):
@@ -152,25 +153,29 @@ async def _critique(state: DraftState, runtime: Runtime[Context]) -> dict:
 async def check_novelty(state: DraftState, runtime: Runtime[Context]) -> dict:
     ctx = runtime.context
     vector = state["embedding"]  # computed by critique, which just accepted this draft
-    if found := await novelty.similar_avoided(ctx, vector, ctx.novelty_threshold):
-        return {"embedding": vector, **_contaminated(ctx, state, found)}
+    assert vector is not None, "check_novelty runs after critique accepted (with an embedding)"
+    if avoided := await novelty.similar_avoided(ctx, vector, ctx.novelty_threshold):
+        return {"embedding": vector, **_contaminated(ctx, state, avoided)}
     neighbour = await novelty.nearest(ctx, SAMPLES, vector, hide=_hidden(ctx, state["task"]))
-    update = {
+    update: dict[str, Any] = {
         "embedding": vector,
         "neighbour_id": neighbour.id if neighbour else None,
         "similarity": round(neighbour.similarity, 4) if neighbour else None,
     }
-    duplicate = novelty.is_duplicate(neighbour, ctx.novelty_threshold)
     reason, feedback, found = RejectReason.NEAR_DUPLICATE, "", neighbour
-    if duplicate:
+    memory = ctx.memory.name if ctx.memory is not None else None
+    if novelty.is_duplicate(neighbour, ctx.novelty_threshold):
+        duplicate = True
         feedback = f"too similar ({neighbour.similarity:.2f}) to sample {neighbour.id}"
     elif ctx.memory is not None and (seen := await novelty.seen_before(ctx, vector)):
         duplicate, reason, found = True, RejectReason.SEEN_BEFORE, seen
         feedback = (
             f"too similar ({seen.similarity:.2f}) to sample {seen.id} of an earlier run, "
-            f"kept in novelty memory {ctx.memory.name}"
+            f"kept in novelty memory {memory}"
         )
         update["neighbour_id"], update["similarity"] = seen.id, round(seen.similarity, 4)
+    else:
+        duplicate = False
     ctx.events.record(
         "novelty",
         sample_id=state["task"].draft_id,
@@ -179,9 +184,9 @@ async def check_novelty(state: DraftState, runtime: Runtime[Context]) -> dict:
         similarity=update["similarity"],
         threshold=ctx.novelty_threshold,
         duplicate=duplicate,
-        **({"memory": ctx.memory.name} if reason == RejectReason.SEEN_BEFORE else {}),
+        **({"memory": memory} if reason == RejectReason.SEEN_BEFORE else {}),
     )
-    if duplicate:
+    if duplicate and found is not None:
         verdict = _after_failure(state, reason, feedback, ctx.spec.critic.max_revisions)
         return {**update, **verdict, "neighbour": found.document}
     return update
@@ -228,7 +233,7 @@ def after_novelty(state: DraftState) -> Literal["write", "finish"]:
     return "write" if state.get("verdict") == "revise" else "finish"
 
 
-def build_draft_graph() -> StateGraph:
+def build_draft_graph() -> StateGraph[DraftState, Context, DraftInput, DraftOutput]:
     graph = StateGraph(
         DraftState, context_schema=Context, input_schema=DraftInput, output_schema=DraftOutput
     )

@@ -45,8 +45,8 @@ async def plan(state: GenerationState, runtime: Runtime[Context]) -> dict[str, A
     remaining = planner.remaining()
     if remaining == 0:
         return _finished(planner)
-    if limit := ctx.llm.budget.exhausted():
-        return {"status": "budget", "stop_reason": limit, "batch": []}
+    if limit_reached := ctx.llm.budget.exhausted():
+        return {"status": "budget", "stop_reason": limit_reached, "batch": []}
     idle = state.get("idle_rounds", 0)
     # Targets that keep failing are set aside and given up by the ledger; this backstop is
     # for runs whose failing drafts count for no open target (a `total` with no traits).
@@ -284,7 +284,7 @@ def _observe(ctx: Context, row: dict[str, Any], *, accepted: bool) -> None:
         )
 
 
-def build_graph() -> StateGraph:
+def build_graph() -> StateGraph[GenerationState, Context, GenerationState, GenerationState]:
     """The generation ``StateGraph``; compile it with the checkpointer you want."""
     graph = StateGraph(GenerationState, context_schema=Context)
     graph.add_node("plan", traced("plan")(plan))

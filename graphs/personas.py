@@ -166,9 +166,9 @@ async def _relate(ctx: Context, parents: list[dict], wanted: dict[str, list[str]
 
 def make_persona_gate(templates: dict[str, PromptTemplate], embedder: Embedder) -> PersonaGate:
     """The run's gate: the example personas of the miner's and relater's templates in use (the
-    spec may override them), embedded once."""
+    spec may override them), embedded once, when the first persona is checked."""
     examples = prompt_examples(templates[role] for role in EXAMPLE_ROLES)
-    return PersonaGate(examples, embedder.embed(examples) if examples else [])
+    return PersonaGate(examples, lambda: embedder.embed(examples) if examples else [])
 
 
 def persona_gate(ctx: Context) -> PersonaGate:
@@ -228,6 +228,7 @@ async def _gated(ctx: Context, candidates: list[Candidate]) -> list[tuple[Candid
     if not shaped:
         return []
     gate = persona_gate(ctx)
+    await asyncio.to_thread(lambda: gate.vectors)  # embeds the examples, the first time
     sources = list(dict.fromkeys(c.source for c in shaped if c.source))  # pool rows: none
     vectors = await asyncio.to_thread(
         embed_all, ctx.embedder, [c.row["persona"] for c in shaped] + sources

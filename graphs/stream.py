@@ -171,6 +171,11 @@ class Dispatcher:
                 await self._cancel()
                 raise task.exception()  # type: ignore[misc]
 
+    async def aclose(self) -> None:
+        """Cancel the drafts still in flight (the graph ended elsewhere, in mine_personas
+        say, with an error) and collect what they raised, so nothing is left unretrieved."""
+        await self._cancel()
+
     async def _cancel(self) -> None:
         for task in self.running.values():
             task.cancel()
@@ -235,7 +240,7 @@ class Dispatcher:
 
 async def stream(state: GenerationState, runtime: Runtime[Context]) -> dict[str, Any]:
     ctx = runtime.context
-    if ctx.window is None:
+    if not isinstance(ctx.window, Dispatcher):
         ctx.window = Dispatcher(ctx)
     return await ctx.window.run(state)
 
@@ -246,7 +251,7 @@ def route(state: GenerationState) -> str:
     return "mine_personas" if state.get("need_personas") else "stream"
 
 
-def build_stream_graph() -> StateGraph:
+def build_stream_graph() -> StateGraph[GenerationState, Context, GenerationState, GenerationState]:
     """The streaming generation ``StateGraph``; compile it with the checkpointer you want."""
     graph = StateGraph(GenerationState, context_schema=Context)
     graph.add_node("stream", traced("stream")(stream))

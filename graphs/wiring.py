@@ -1,7 +1,7 @@
 """``wire(ctx)``: the run's per-run objects, made once before the graph runs.
 
 The planner (its ledger read from the run directory), the openings of the accepted samples
-and the persona gate (its example personas embedded) are made here, by the runner, rather
+and the persona gate are made here, by the runner, rather
 than on first use inside a node: a node then never has to know whether it is the first to
 run in this session (a resumed commit, say), and tests can hand a node a context of fakes.
 """
@@ -18,7 +18,7 @@ from personaloom.records import opening
 
 
 def wire(ctx: Context) -> Context:
-    """Give ``ctx`` its planner, opening counts and persona gate (blocking: it embeds)."""
+    """Give ``ctx`` its planner, opening counts and persona gate (blocking: reads the run)."""
     ctx.planner = Planner(ctx.spec, ctx.store, ctx.vocabulary)
     ctx.openings = Counter(opening(ctx.spec, s["output"]) for s in ctx.store.dataset.rows)
     ctx.persona_gate = make_persona_gate(ctx.templates, ctx.embedder)

@@ -201,9 +201,9 @@ def _validate(args: argparse.Namespace) -> int:
         columns = source.trait_columns()
         traits = f"; traits {', '.join(columns)} from its columns" if columns else ""
         print(f"  pool: {source.path}, field {source.field!r}{sample}{traits}")
-    for source in spec.novelty.avoid:
-        fields = f", field {', '.join(map(repr, source.fields()))}" if source.field else ""
-        print(f"  avoid: {source.path}{fields}")
+    for item in spec.novelty.avoid:
+        fields = f", field {', '.join(map(repr, item.fields()))}" if item.field else ""
+        print(f"  avoid: {item.path}{fields}")
     if spec.novelty.avoid:
         words = f"{spec.novelty.ngram} words in a row" if spec.novelty.ngram else "no n-gram"
         print(f"  contaminated: sharing {words}, or similarity >= {spec.novelty.threshold:g}")
@@ -413,7 +413,7 @@ def _run(args: argparse.Namespace) -> int:
                 out=args.out,
                 resume=args.resume,
                 overrides=overrides,
-                listeners=[listener],
+                listeners=[listener] if listener else [],
             )
         )
     except KeyboardInterrupt:

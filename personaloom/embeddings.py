@@ -66,9 +66,9 @@ class OpenAIEmbedder:
         self.max_retries = max_retries
         self._client = OpenAIEmbeddings(
             model=model,
-            base_url=base_url,
-            api_key=api_key or SecretStr("not-needed"),
-            timeout=timeout,
+            openai_api_base=base_url,
+            openai_api_key=api_key or SecretStr("not-needed"),
+            request_timeout=timeout,
             max_retries=0,
             # Send text, not tiktoken ids: non-OpenAI servers expect strings.
             check_embedding_ctx_length=False,

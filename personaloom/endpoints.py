@@ -137,13 +137,13 @@ def check_prices(spec: Spec, endpoints: dict[str, Endpoint]) -> list[tuple[str, 
             )
     if spec.budget.max_cost is not None:
         free = {model_name(e) for role, e in endpoints.items() if role in ROLES and e.embedded}
-        for model, roles in used.items():
+        for model, callers in used.items():
             if model not in spec.prices and model not in free:
                 problems.append(
                     (
                         "budget.max_cost",
                         f"needs a price for every model the run calls: add prices.{model} "
-                        f"(called by {', '.join(roles)})",
+                        f"(called by {', '.join(callers)})",
                     )
                 )
     return problems

@@ -461,7 +461,7 @@ def scenario(
     sizes: dict[str, CallSize],
     models: dict[str, str],
     prices: Prices,
-    pool: int,
+    pool: float,  # math.inf: a persona pool that may supply every persona
     texts: int,
 ) -> tuple[Scenario, Mining]:
     worst = name == "worst"
@@ -525,7 +525,7 @@ def estimate(
             models,
             prices,
             pool,
-            texts,  # type: ignore[arg-type]
+            texts,
         )
         result.scenarios[name] = made
         if mining.exhausted and not any("personas" in n for n in result.notes):

@@ -15,7 +15,7 @@ WORD = re.compile(r"[A-Za-z0-9']+")
 
 def text_parts(spec: Spec, record: dict[str, Any]) -> list[str]:
     """The record's text fields, a list field item by item."""
-    parts = []
+    parts: list[Any] = []
     for name in spec.text_fields():
         value = record.get(name)
         parts.extend(value if isinstance(value, list) else [value or ""])

@@ -52,7 +52,7 @@ from personaloom.errors import (  # noqa: F401 - re-exported for scripts
 from personaloom.estimate import budget_warning
 from personaloom.events import EventSink, Listener
 from personaloom.graphs import Context, build_graph
-from personaloom.graphs.stream import build_stream_graph
+from personaloom.graphs.stream import Dispatcher, build_stream_graph
 from personaloom.graphs.wiring import wire
 from personaloom.llm import LLM, Budget, Endpoint
 from personaloom.llm.cache import cache_root, open_cache, public_url
@@ -477,7 +477,8 @@ async def _session(
             "embedded 135M model cannot judge personas (set models.persona_checker)"
         )
     started = time.monotonic()
-    status, stop_reason = "interrupted", "interrupted"
+    status: str = "interrupted"
+    stop_reason: str | None = "interrupted"
     async with AsyncExitStack() as stack:
         # Everything that can be wrong with the configuration is found before the run
         # directory is touched: a failed start leaves no half-made run behind.
@@ -581,9 +582,9 @@ async def _session(
                 ctx,
                 endpoints,
                 overrides,
-                url or own_server.url,
+                url or own_server.url,  # type: ignore[union-attr]  # one of them is set
                 meta,
-                run_dir,  # type: ignore[union-attr]
+                run_dir,
             )
             stack.callback(ctx.workers.shutdown)
         app, snapshot = await _open_checkpoints(run_dir, stack, engine)
@@ -619,6 +620,8 @@ async def _session(
             status, stop_reason = "error", f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            if isinstance(ctx.window, Dispatcher):
+                await ctx.window.aclose()
             try:
                 report = await _end_session(
                     spec,
@@ -677,7 +680,7 @@ async def _end_session(
     except StoreUnavailable as exc:
         if status != "error":  # a run that ended well ends well: Chroma is derived data
             notice(f"warning: {exc}; the report leaves out the embedding measures")
-        vectors = persona_vectors = None
+        vectors = persona_vectors = None  # type: ignore[assignment]  # the report does without
     report = build_report(
         spec,
         store,
@@ -747,7 +750,7 @@ async def _open_checkpoints(run_dir: Path, stack: AsyncExitStack, engine: str) -
         saver = LatestCheckpoints(conn, serde=checkpoint_serde())
         graph = build_stream_graph() if engine == "stream" else build_graph()
         app = graph.compile(checkpointer=saver)
-        return app, await app.aget_state(THREADS[engine])
+        return app, await app.aget_state(THREADS[engine])  # type: ignore[arg-type]
     except sqlite3.DatabaseError as exc:
         raise _damaged(
             path, exc, "the run continues from dataset.jsonl, planning the drafts still needed"

