@@ -39,7 +39,10 @@ def build() -> Path:
 def run(command: list[str]) -> subprocess.CompletedProcess[str]:
     """``command`` under this interpreter with -S (no .pth files, so no editable hook) and
     the layout first on the path, from inside the layout."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(LAYOUT), sysconfig.get_paths()["purelib"]])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(LAYOUT), sysconfig.get_paths()["purelib"]]),
+    }
     return subprocess.run(
         [sys.executable, "-S", *command], cwd=LAYOUT, env=env, text=True, capture_output=True
     )
@@ -62,8 +65,7 @@ def main(argv: list[str]) -> int:
         done = run(
             [
                 "-c",
-                "import sys; from importlinter.cli import lint_imports_command as c; "
-                "sys.exit(c())",
+                "import sys; from importlinter.cli import lint_imports_command as c; sys.exit(c())",
                 str(ROOT / "pyproject.toml"),
                 "--no-cache",
             ]
