@@ -40,7 +40,7 @@ from personaloom.prompts import PromptTemplate
 
 from personaloom import records
 from personaloom.endpoints import ConfigError, Overrides
-from personaloom.events import EventSink
+from personaloom.events import EventKind, EventSink
 from personaloom.llm import LLM, Budget, Endpoint
 from personaloom.spec import Spec
 from personaloom.traces import CallRecord
@@ -128,7 +128,7 @@ class Captured:
     """What one draft recorded in an actor: LLM calls and events, for the coordinator."""
 
     calls: list[CallRecord] = field(default_factory=list)
-    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    events: list[tuple[EventKind, dict[str, Any]]] = field(default_factory=list)
 
 
 _CAPTURE: contextvars.ContextVar[Captured] = contextvars.ContextVar("personaloom_capture")
@@ -144,7 +144,7 @@ class _CaptureTraces:
 
     def record_event(
         self,
-        kind: str,
+        kind: EventKind,
         data: dict[str, Any],
         *,
         sample_id: str | None = None,

@@ -10,6 +10,7 @@ the live feed, and the acceptance rate. Plain Python, so it is tested without Te
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,8 +89,8 @@ class RunState:
         kind, ts = event.get("event"), float(event.get("ts") or 0.0)
         self.events_seen += 1
         self.last_event_ts = ts
-        handler = getattr(self, f"_on_{kind}", None)
-        item = handler(event, ts) if handler else None
+        handler = HANDLERS.get(kind) if isinstance(kind, str) else None
+        item = handler(self, event, ts) if handler else None
         if item is not None:
             self.feed.append(item)
             self.feed_total += 1
@@ -250,6 +251,31 @@ class RunState:
         if rate and self.remaining is not None and self.finished_at is None:
             eta = self.remaining / rate * 60
         return Pace(rate, self.remaining, eta)
+
+
+# Each event kind the fold uses, and its handler (personaloom.events.EventKind has them all;
+# the others change nothing here).
+HANDLERS: dict[str, Callable[[RunState, dict[str, Any], float], FeedItem | None]] = {
+    "run_started": RunState._on_run_started,
+    "run_finished": RunState._on_run_finished,
+    "batch": RunState._on_batch,
+    "review_requested": RunState._on_review_requested,
+    "review_done": RunState._on_review_done,
+    "sample_accepted": RunState._on_sample_accepted,
+    "sample_rejected": RunState._on_sample_rejected,
+    "draft_aborted": RunState._on_draft_aborted,
+    "stagnant": RunState._on_stagnant,
+    "node_start": RunState._on_node_start,
+    "node_end": RunState._on_node_end,
+    "verdict": RunState._on_verdict,
+    "novelty": RunState._on_novelty,
+    "workers_started": RunState._on_workers_started,
+    "workers": RunState._on_workers,
+    "worker_lost": RunState._on_worker_lost,
+    "personas": RunState._on_personas,
+    "persona_mining_failed": RunState._on_persona_mining_failed,
+    "persona_relating_failed": RunState._on_persona_relating_failed,
+}
 
 
 def _count(n: int | None, noun: str) -> str:

@@ -193,3 +193,11 @@ def test_cell_status() -> None:
     reported = {"accepted": 1, "target": 3, "attempts": 9, "status": "given_up"}
     assert cell_status(reported) == "given up"
     assert cell_status({"accepted": 0, "target": 0, "attempts": 0}) == "no target"
+
+
+def test_the_folds_handlers_are_for_event_kinds_that_exist() -> None:
+    from personaloom.events import EVENT_KINDS
+    from personaloom.tui.state import HANDLERS
+
+    assert set(HANDLERS) <= EVENT_KINDS, set(HANDLERS) - EVENT_KINDS
+    assert {"run_started", "sample_accepted", "workers"} <= set(HANDLERS)
