@@ -12,12 +12,10 @@ from typing import Any
 from personaloom.prices import Prices, cost_report
 from personaloom.records import main_text
 from personaloom.spec import Spec
-from personaloom.store import RunStore, StoreError, read_jsonl
+from personaloom.store import BASELINE, BASELINE_TRACES, RunStore, StoreError, read_jsonl
 from personaloom.traces import TraceStore
 
-BASELINE = "baseline.jsonl"
 MIN_SAMPLES = 2  # the diversity measures compare samples with each other
-BASELINE_TRACES = "baseline-traces.sqlite"
 # The diversity measures that mean something without personas or vocabulary lists.
 MEASURES = (
     "samples",

@@ -18,13 +18,13 @@ from rich.text import Text
 
 from personaloom.progress import ProgressDisplay
 from personaloom.runner import EXIT_INTERRUPTED, arun
-from personaloom.store import read_jsonl
+from personaloom.store import DATASET, read_jsonl
 
 DEFAULT_SPEC = Path(__file__).resolve().parent.parent / "examples" / "tiny-stories" / "demo.yaml"
 
 
 def show_samples(console: Console, run_dir: Path, count: int = 2) -> None:
-    samples = read_jsonl(run_dir / "dataset.jsonl")
+    samples = read_jsonl(run_dir / DATASET)
     for sample in samples[:count]:
         console.rule(
             f"[bold]{sample['id']}[/bold]  "

@@ -20,7 +20,7 @@ from typing import Any
 from personaloom.errors import ConfigError
 from personaloom.runlock import effective_status
 from personaloom.spec import Spec, output_fields
-from personaloom.store import RUN_JSON, TRACES, RunStore, load_run, write_json_atomic
+from personaloom.store import COVERAGE_PNG, RUN_JSON, TRACES, RunStore, load_run, write_json_atomic
 from personaloom.traces import TraceStore
 
 FORMATS = ("parquet", "hf", "jsonl", "chat")
@@ -362,10 +362,10 @@ def export(
             files = write_parquet(rows, arrow_schema(run.spec, names), out, shard_rows)
         else:
             files = write_hf(rows, arrow_schema(run.spec, names), out)
-    chart = (run.run_dir / "coverage.png").exists()
+    chart = (run.run_dir / COVERAGE_PNG).exists()
     if chart:  # the card shows it, as report.md does
-        shutil.copyfile(run.run_dir / "coverage.png", out / "coverage.png")
-        files.append("coverage.png")
+        shutil.copyfile(run.run_dir / COVERAGE_PNG, out / COVERAGE_PNG)
+        files.append(COVERAGE_PNG)
     card = render_card(
         run,
         fmt=fmt,

@@ -31,7 +31,7 @@ from personaloom.llm import LLM, Budget, CallInfo, LLMFailure
 from personaloom.prompts import load_template
 from personaloom.runner import embedded_model, open_cache
 from personaloom.spec import Spec
-from personaloom.store import load_run
+from personaloom.store import TRACES, load_run
 from personaloom.traces import TraceStore
 
 
@@ -83,7 +83,7 @@ class Replayer:
     ):
         self.run_dir = run_dir
         self.spec, _ = load_run(run_dir)
-        self.traces = TraceStore(run_dir / "traces.sqlite")
+        self.traces = TraceStore(run_dir / TRACES)
         self._stack = ExitStack()
         self._stack.callback(self.traces.close)
         endpoints, needs_local = resolve_endpoints(self.spec, overrides)

@@ -24,7 +24,16 @@ from personaloom.prices import Prices, cost_report
 from personaloom.records import RejectReason, main_text
 from personaloom.runlock import effective_status
 from personaloom.spec import Spec, read_words, total_target
-from personaloom.store import CHROMA, TRACES, RunStore, load_run, write_json_atomic
+from personaloom.store import (
+    CHROMA,
+    COVERAGE_PNG,
+    REPORT_JSON,
+    REPORT_MD,
+    TRACES,
+    RunStore,
+    load_run,
+    write_json_atomic,
+)
 from personaloom.traces import TraceStore
 
 
@@ -541,13 +550,13 @@ def _diversity_lines(div: dict[str, Any]) -> list[str]:
 
 def write_report(run_dir: Path, report: dict[str, Any]) -> Path:
     """Write report.json, report.md and (with traits) coverage.png; returns report.json."""
-    path = run_dir / "report.json"
+    path = run_dir / REPORT_JSON
     write_json_atomic(path, report)
-    (run_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    (run_dir / REPORT_MD).write_text(render_markdown(report), encoding="utf-8")
     if report.get("coverage") or report.get("joint"):
         from personaloom.chart import coverage_chart
 
-        coverage_chart(report, run_dir / "coverage.png")
+        coverage_chart(report, run_dir / COVERAGE_PNG)
     return path
 
 

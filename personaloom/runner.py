@@ -66,6 +66,8 @@ from personaloom.spec import Spec, SpecError, load_spec
 from personaloom.store import (
     CHECKPOINTS,
     CHROMA,
+    CHROMA_SERVER_LOG,
+    LOCAL_MODEL_LOG,
     RUN_JSON,
     SPEC_YAML,
     TRACES,
@@ -216,7 +218,7 @@ def embedded_model(
     ``niceness`` added to its nice value) and stopped when ``stack`` closes."""
     from personaloom.local.server import MODEL_ALIAS, LocalModelServer
 
-    server = LocalModelServer(log_path=run_dir / "local-model.log", niceness=niceness)
+    server = LocalModelServer(log_path=run_dir / LOCAL_MODEL_LOG, niceness=niceness)
     stack.callback(server.stop)
 
     async def start() -> str:
@@ -307,7 +309,7 @@ def start_own_store(run_dir: Path) -> Any:
     from personaloom.chroma_server import ChromaServer
 
     discard_clients(run_dir / CHROMA)  # never two processes on one store
-    return ChromaServer(run_dir / CHROMA, log_path=run_dir / "chroma-server.log").start()
+    return ChromaServer(run_dir / CHROMA, log_path=run_dir / CHROMA_SERVER_LOG).start()
 
 
 async def start_workers(

@@ -27,6 +27,13 @@ SPEC_YAML = "spec.yaml"
 TRACES = "traces.sqlite"
 CHECKPOINTS = "checkpoints.sqlite"
 CHROMA = "chroma"
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+COVERAGE_PNG = "coverage.png"
+BASELINE = "baseline.jsonl"  # `personaloom report --baseline N`
+BASELINE_TRACES = "baseline-traces.sqlite"
+LOCAL_MODEL_LOG = "local-model.log"  # the embedded model's log, when a run started it
+CHROMA_SERVER_LOG = "chroma-server.log"  # `chroma run`'s log, when a run started one
 
 
 class StoreError(Exception):

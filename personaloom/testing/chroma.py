@@ -9,11 +9,12 @@ import time
 from pathlib import Path
 
 from personaloom.chroma_server import ChromaServer
+from personaloom.store import RUN_JSON
 from personaloom.vectors import SAMPLES, connect, run_prefix
 
 
 def server_ids(url: str, run_dir: Path, collection: str = SAMPLES) -> set[str]:
-    key = json.loads((run_dir / "run.json").read_text())["store_key"]
+    key = json.loads((run_dir / RUN_JSON).read_text())["store_key"]
     return set(connect(url).get_collection(run_prefix(key) + collection).get(include=[])["ids"])
 
 
