@@ -18,7 +18,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from personaloom.trace_cli import call_view
+from personaloom.trace_views import call_view
 from personaloom.traces import TraceStore
 
 

@@ -21,7 +21,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from personaloom.trace_cli import lineage_tree
+from personaloom.trace_views import lineage_tree
 from personaloom.traces import TraceStore
 
 

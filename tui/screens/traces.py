@@ -1,8 +1,8 @@
 """Traces: the run's LLM calls with the filters of ``personaloom traces`` (agent, status,
 sample, persona, since, slowest) and the totals per agent; enter opens a call.
 
-The filtering is ``trace_cli.select`` itself and the totals ``trace_cli.totals_table``, so the
-screen and the CLI list the same calls for the same filters.
+The filtering is ``trace_views.select`` itself and the totals ``trace_views.totals_table``,
+so the screen and the CLI list the same calls for the same filters.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 
-from personaloom.trace_cli import select, totals_table
+from personaloom.trace_views import select, totals_table
 from personaloom.traces import TraceStore
 
 AGENT_NAMES = ("persona_miner", "persona_relater", "writer", "critic")
@@ -80,7 +80,7 @@ class TracesScreen(RunScreen):
             self._list()
 
     def filters(self) -> argparse.Namespace:
-        """The CLI's arguments for ``trace_cli.select``."""
+        """The CLI's arguments for ``trace_views.select``."""
 
         def chosen(selector: str) -> str | None:
             value = self.query_one(selector, Select).value

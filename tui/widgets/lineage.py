@@ -1,6 +1,6 @@
 """A sample's lineage as a Textual tree: source text, persona chain, every call and verdict.
 
-The tree itself is built by ``personaloom.trace_cli.lineage_tree`` (what ``personaloom
+The tree itself is built by ``personaloom.trace_views.lineage_tree`` (what ``personaloom
 traces lineage`` prints), so the CLI and the dashboard cannot disagree; this widget only
 copies that Rich tree into a navigable, collapsible one.
 """
