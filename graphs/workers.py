@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import contextvars
 import os
+import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +54,29 @@ if TYPE_CHECKING:
 RAY_EXTRA = "pip install 'personaloom[ray]'"
 LOSSES_PER_DRAFT = 5  # a draft whose actors died this often in a row ends the run
 STATS_SECONDS = 1.0  # how often the ``workers`` event goes out
+
+
+@contextlib.contextmanager
+def _streams_with_descriptors() -> Iterator[None]:
+    """Ray's start needs sys.stdout and sys.stderr to be real files (it hands their
+    descriptors on); the dashboard replaces them with its own. Meanwhile they go to
+    /dev/null, so nothing Ray prints reaches the dashboard's screen either."""
+    saved = sys.stdout, sys.stderr
+    devnull = None
+    try:
+        for name in ("stdout", "stderr"):
+            try:
+                usable = getattr(sys, name).fileno() >= 0
+            except (AttributeError, OSError, ValueError):
+                usable = False
+            if not usable:
+                devnull = devnull or open(os.devnull, "w")  # noqa: SIM115 - closed below
+                setattr(sys, name, devnull)
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+        if devnull is not None:
+            devnull.close()
 
 
 def ray_module() -> Any:
@@ -327,27 +353,11 @@ class WorkerPool:
         self.ray = ray_module()
         self.ctx = ctx
         self._owns_cluster = False
+        # RAY_ADDRESS in the environment is Ray's own way to join a cluster.
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
         started = time.perf_counter()
-        if not self.ray.is_initialized():
-            # RAY_ADDRESS in the environment is Ray's own way to join a cluster.
-            address = address or os.environ.get("RAY_ADDRESS") or None
-            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-            if address is None:  # a cluster of our own, on this machine's loopback only
-                os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-                options["num_cpus"] = max(workers, os.cpu_count() or 1)
-                options["_node_ip_address"] = "127.0.0.1"
-                self._owns_cluster = True
-            self.ray.init(address=address, **options)
-        remote = self.ray.remote(DraftWorker).options(
-            num_cpus=1,
-            max_restarts=-1,  # Ray brings a dead actor back; its drafts are sent again
-            max_task_retries=0,
-            max_concurrency=max(1, setup.concurrency),
-        )
-        self.workers = [_Worker(n, remote.remote(setup)) for n in range(workers)]
-        places = self.ray.get([w.actor.ready.remote() for w in self.workers])
-        for worker, place in zip(self.workers, places, strict=True):
-            worker.pid = place["pid"]
+        with _streams_with_descriptors():
+            places = self._start(setup, workers)
         self.startup_s = time.perf_counter() - started
         # Accepted samples in commit order; those of earlier sessions first, as number -1.
         self.log: list[tuple[int, str, str]] = [
@@ -359,11 +369,33 @@ class WorkerPool:
         ctx.events.emit(
             "workers_started",
             workers=workers,
-            address=address,
+            address=self.address,
             startup_s=round(self.startup_s, 2),
             pids=[place["pid"] for place in places],
             nodes=[place["node"] for place in places],
         )
+
+    def _start(self, setup: WorkerSetup, workers: int) -> list[dict[str, Any]]:
+        """Ray (unless running already), then the actors, ready: their processes and nodes."""
+        if not self.ray.is_initialized():
+            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            if self.address is None:  # a cluster of our own, on this machine's loopback only
+                os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+                options["num_cpus"] = max(workers, os.cpu_count() or 1)
+                options["_node_ip_address"] = "127.0.0.1"
+                self._owns_cluster = True
+            self.ray.init(address=self.address, **options)
+        remote = self.ray.remote(DraftWorker).options(
+            num_cpus=1,
+            max_restarts=-1,  # Ray brings a dead actor back; its drafts are sent again
+            max_task_retries=0,
+            max_concurrency=max(1, setup.concurrency),
+        )
+        self.workers = [_Worker(n, remote.remote(setup)) for n in range(workers)]
+        places: list[dict[str, Any]] = self.ray.get([w.actor.ready.remote() for w in self.workers])
+        for worker, place in zip(self.workers, places, strict=True):
+            worker.pid = place["pid"]
+        return places
 
     def committed(self, seq: int, sample_id: str, start: str) -> None:
         """An accepted sample was written (the coordinator calls this in commit order; a
@@ -448,15 +480,5 @@ class WorkerPool:
         for worker in self.workers:
             self.ray.kill(worker.actor, no_restart=True)
         if self._owns_cluster:
-            self.ray.shutdown()
-
-
-def worker_endpoints(endpoints: dict[str, Endpoint], embedded_url: str | None) -> dict:
-    """The endpoints as actors use them: the embedded model's URL filled in (it was started
-    by the coordinator, on 127.0.0.1, so only actors on this machine reach it)."""
-    if embedded_url is None:
-        return dict(endpoints)
-    return {
-        role: replace(e, base_url=embedded_url) if e.embedded and e.base_url is None else e
-        for role, e in endpoints.items()
-    }
+            with _streams_with_descriptors():
+                self.ray.shutdown()

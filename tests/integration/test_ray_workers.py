@@ -230,3 +230,24 @@ def test_bad_worker_counts_are_usage_errors(make_spec, capsys) -> None:
             main(["run", str(spec), "--workers", bad])
         assert exc.value.code == 2
         assert "--workers" in capsys.readouterr().err
+
+
+def test_ray_starts_under_a_dashboard_that_replaced_stdout(monkeypatch) -> None:
+    """Textual swaps sys.stdout and sys.stderr for objects without a file descriptor, which
+    Ray's start cannot use: it gets /dev/null meanwhile, and the dashboard's come back."""
+    import io
+
+    from personaloom.graphs.workers import _streams_with_descriptors
+
+    class NoDescriptor(io.StringIO):
+        def fileno(self) -> int:
+            return -1
+
+    fake_out, fake_err = NoDescriptor(), NoDescriptor()
+    monkeypatch.setattr(sys, "stdout", fake_out)
+    monkeypatch.setattr(sys, "stderr", fake_err)
+    with _streams_with_descriptors():
+        assert sys.stdout.fileno() >= 0 and sys.stderr.fileno() >= 0
+        print("not on the dashboard")
+    assert sys.stdout is fake_out and sys.stderr is fake_err
+    assert fake_out.getvalue() == ""
