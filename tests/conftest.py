@@ -1,7 +1,14 @@
-"""Shared fixtures: a scripted OpenAI-compatible endpoint on loopback and small specs."""
+"""Shared fixtures: a scripted OpenAI-compatible endpoint on loopback and small specs.
+
+Tests marked ``timing`` assert how fast something is (a key's latency, say): on a loaded
+machine they fail for no fault of the code, so they are skipped unless asked for with
+``--run-timing`` or ``PERSONALOOM_TIMING_TESTS=1``
+(``PERSONALOOM_TIMING_TESTS=1 make test``, or ``pytest --run-timing -m timing``).
+"""
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +20,7 @@ import yaml
 from personaloom.testing.scripted import PersonaloomResponder, ScriptedEndpoint
 
 REPO = Path(__file__).resolve().parents[1]
+TIMING_ENV = "PERSONALOOM_TIMING_TESTS"
 
 TEXTS = [
     "The harbour master posted new tide tables and a warning about the broken crane on pier 4.",
@@ -22,6 +30,25 @@ TEXTS = [
     "The bakery raises bread prices by ten cents; rye flour doubled in cost since the spring.",
     "Trail report: the ridge path is icy above the second hut, crampons strongly recommended.",
 ]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-timing",
+        action="store_true",
+        help=f"run the tests marked timing (or set {TIMING_ENV}=1); skipped by default",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip, not deselect: ``-m`` selections (``-m "not integration"``) stay as they are, and
+    the summary says which timing tests did not run."""
+    if config.getoption("--run-timing") or os.environ.get(TIMING_ENV) == "1":
+        return
+    skip = pytest.mark.skip(reason=f"timing-sensitive: run with --run-timing or {TIMING_ENV}=1")
+    for item in items:
+        if "timing" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)
