@@ -27,6 +27,7 @@ import asyncio
 import bisect
 import contextlib
 import contextvars
+import logging
 import os
 import sys
 import time
@@ -378,7 +379,13 @@ class WorkerPool:
     def _start(self, setup: WorkerSetup, workers: int) -> list[dict[str, Any]]:
         """Ray (unless running already), then the actors, ready: their processes and nodes."""
         if not self.ray.is_initialized():
-            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            # Ray's own log lines (its start, a warning that a thread cannot set its signal
+            # handler, token authentication on) would cut through the progress bar.
+            options: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "logging_level": logging.ERROR,
+            }
             if self.address is None:  # a cluster of our own, on this machine's loopback only
                 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
                 options["num_cpus"] = max(workers, os.cpu_count() or 1)
