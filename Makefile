@@ -3,19 +3,31 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TORCH := torch==2.13.0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test test-fast lint format bench bench-1m bench-engines bench-personas bench-workers soak clean
+.PHONY: install constraints demo test test-fast lint format bench bench-1m bench-engines bench-personas bench-workers soak clean
 
-$(STAMP): pyproject.toml Makefile
+# constraints.txt pins every package to the versions the tests last passed with (`make
+# constraints` refreshes it from .venv).
+$(STAMP): pyproject.toml Makefile constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	# torch first, as the CPU build: anything else pulls gigabytes of CUDA packages.
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[local,tui,test,ray]'
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -c constraints.txt -e '.[local,tui,test,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# After upgrading packages in .venv (and `make test` passing): pin what is installed now.
+# torch stays at $(TORCH), the version the install step puts first (its freeze line names the
+# local CPU build, +cpu, which only the CPU wheel index has).
+constraints:
+	test -x $(PY)
+	{ echo '# pip constraints for `make install`: made by `make constraints` from .venv; do not edit.'; \
+	  $(PY) -m pip freeze --exclude-editable | sed 's/^torch==.*/$(TORCH)/'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 demo: $(STAMP)
 	$(PY) -m personaloom.demo
