@@ -13,7 +13,6 @@ from typing import Any
 
 from personaloom.agents.models import DraftTask, RejectReason, critic_model, trait_field
 from personaloom.agents.writer import render_record
-
 from personaloom.ids import stable_seed
 from personaloom.llm import CallInfo
 from personaloom.records import WORD as _WORD

@@ -8,7 +8,6 @@ with fewer verdicts than personas leaves the rest in (they passed the rules).
 from __future__ import annotations
 
 from personaloom.agents.models import PersonaCheck
-
 from personaloom.ids import stable_seed
 from personaloom.llm import CallInfo
 

@@ -24,11 +24,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from personaloom.agents.models import PersonaRejectReason
 from personaloom.agents.persona_relater import split_relation
-from personaloom.prompts import PromptTemplate
-
 from personaloom.diversity import tokenize
+from personaloom.prompts import PromptTemplate
 
 MIN_WORDS = 4  # words of two letters or more: "A retired nurse in Lisbon" has four
 MIN_LETTER_SHARE = 0.75  # of the characters other than spaces; prose with an age is ~0.9

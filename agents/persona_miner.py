@@ -6,7 +6,6 @@ import re
 from typing import Any
 
 from personaloom.agents.models import PersonaList, labelled_persona_model
-
 from personaloom.ids import stable_seed
 from personaloom.llm import CallInfo
 

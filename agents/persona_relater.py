@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from personaloom.agents.models import RelatedPersonaList, labelled_persona_model
 from personaloom.agents.persona_miner import KEEP_PER_ASKED, persona_labels, read_personas
-
 from personaloom.ids import stable_seed
 from personaloom.llm import CallInfo
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from personaloom.agents.models import DraftTask
-
 from personaloom.ids import stable_seed
 from personaloom.llm import CallInfo
 

@@ -27,10 +27,10 @@ from collections import Counter
 from pathlib import Path
 
 import _common as common
-import personaloom.graphs.generation as generation
 import yaml
-from personaloom.graphs.planner import Planner
 
+import personaloom.graphs.generation as generation
+from personaloom.graphs.planner import Planner
 from personaloom.runner import run
 from personaloom.testing.scripted import PersonaloomResponder, ScriptedEndpoint
 from personaloom.traces import TraceStore

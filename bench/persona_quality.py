@@ -34,11 +34,11 @@ from typing import Any
 import _common as common
 import compare
 import yaml
-from personaloom.agents.persona_gate import EXAMPLE_ROLES, PersonaGate, prompt_examples
-from personaloom.prompts import load_template
 
+from personaloom.agents.persona_gate import EXAMPLE_ROLES, PersonaGate, prompt_examples
 from personaloom.corpus import Corpus
 from personaloom.diversity import distinct_n, embedding_dispersion, tokenize
+from personaloom.prompts import load_template
 from personaloom.report import persona_calls
 from personaloom.store import TRACES, RunStore, load_run
 from personaloom.traces import TraceStore

@@ -7,8 +7,6 @@ from collections.abc import Awaitable, Callable, Container
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from personaloom.prompts import PromptTemplate, load_template
-
 from personaloom.avoid import AvoidSet
 from personaloom.control import RunControl
 from personaloom.corpus import Corpus
@@ -16,6 +14,7 @@ from personaloom.embeddings import Embedder
 from personaloom.events import EventSink
 from personaloom.llm import LLM
 from personaloom.memory import NoveltyMemory
+from personaloom.prompts import PromptTemplate, load_template
 from personaloom.spec import ROLES, Spec, read_words
 from personaloom.store import RunStore
 from personaloom.vectors import NoveltyIndex

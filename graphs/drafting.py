@@ -14,14 +14,14 @@ from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
+
+from personaloom import records
 from personaloom.agents import critic, novelty, writer
 from personaloom.agents.models import RejectReason
 from personaloom.graphs.context import Context
 from personaloom.graphs.state import DraftInput, DraftOutcome, DraftOutput, DraftState, DraftTask
 from personaloom.graphs.tracing import traced
 from personaloom.graphs.window import OpeningsSeen
-
-from personaloom import records
 from personaloom.llm import BudgetExhausted, LLMFailure
 from personaloom.vectors import SAMPLES
 

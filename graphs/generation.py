@@ -14,6 +14,8 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send, interrupt
+
+from personaloom import records
 from personaloom.agents import critic
 from personaloom.agents.models import RejectReason
 from personaloom.graphs.context import Context
@@ -22,8 +24,6 @@ from personaloom.graphs.personas import mine_personas
 from personaloom.graphs.planner import Planner
 from personaloom.graphs.state import DraftOutcome, DraftTask, GenerationState
 from personaloom.graphs.tracing import traced
-
-from personaloom import records
 from personaloom.vectors import SAMPLES
 
 STALL_BACKSTOP = 5  # x stall_rounds, while some open target still has a deficit

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from langgraph.runtime import Runtime
+
 from personaloom.agents import novelty, persona_checker, persona_miner, persona_relater
 from personaloom.agents.models import PersonaRejectReason
 from personaloom.agents.persona_gate import (
@@ -27,13 +28,12 @@ from personaloom.agents.persona_gate import (
     prompt_examples,
     shape_finding,
 )
+from personaloom.embeddings import Embedder, embed_all
 from personaloom.graphs.context import Context
 from personaloom.graphs.state import GenerationState
-from personaloom.prompts import PromptTemplate
-
-from personaloom.embeddings import Embedder, embed_all
 from personaloom.ids import short_id
 from personaloom.llm import BudgetExhausted, LLMFailure
+from personaloom.prompts import PromptTemplate
 from personaloom.vectors import PERSONAS
 
 

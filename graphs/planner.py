@@ -22,9 +22,8 @@ import re
 from collections import Counter
 from typing import Any
 
-from personaloom.graphs.state import DraftTask
-
 from personaloom.coverage import Cell, Ledger
+from personaloom.graphs.state import DraftTask
 from personaloom.ids import stable_seed
 from personaloom.spec import Spec
 from personaloom.store import RunStore

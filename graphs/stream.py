@@ -22,6 +22,8 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
+
+from personaloom import records
 from personaloom.graphs.context import Context
 from personaloom.graphs.drafting import build_draft_graph
 from personaloom.graphs.generation import (
@@ -38,8 +40,6 @@ from personaloom.graphs.personas import mine_personas
 from personaloom.graphs.state import DraftOutcome, DraftTask, GenerationState
 from personaloom.graphs.tracing import traced
 from personaloom.graphs.window import HiddenFrom, StreamPlanner
-
-from personaloom import records
 from personaloom.vectors import SAMPLES
 
 # When the pool runs short, mine for this many rounds of drafts, not one: every visit to

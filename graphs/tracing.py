@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from langgraph.runtime import Runtime
+
 from personaloom.graphs.context import Context
 
 

@@ -19,10 +19,9 @@ from collections import Counter
 from collections.abc import Container, Mapping
 from typing import Any
 
+from personaloom.coverage import Cell, Ledger
 from personaloom.graphs.planner import _DRAFT_ID, Planner
 from personaloom.graphs.state import DraftTask
-
-from personaloom.coverage import Cell, Ledger
 from personaloom.ids import stable_seed
 from personaloom.spec import Spec
 from personaloom.store import RunStore

@@ -13,7 +13,6 @@ from collections import Counter
 from personaloom.graphs.context import Context
 from personaloom.graphs.personas import make_persona_gate
 from personaloom.graphs.planner import Planner
-
 from personaloom.records import opening
 
 

@@ -38,14 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from personaloom.graphs.state import DraftOutcome, DraftTask
-from personaloom.graphs.window import HiddenFrom
-from personaloom.prompts import PromptTemplate
-
 from personaloom import records
 from personaloom.endpoints import ConfigError, Overrides
 from personaloom.events import EventKind, EventSink
+from personaloom.graphs.state import DraftOutcome, DraftTask
+from personaloom.graphs.window import HiddenFrom
 from personaloom.llm import LLM, Budget, Endpoint
+from personaloom.prompts import PromptTemplate
 from personaloom.spec import Spec
 from personaloom.traces import CallRecord
 
@@ -218,11 +217,10 @@ class DraftWorker:
         return self._ctx
 
     async def _build(self) -> Context:
-        from personaloom.graphs.context import Context
-        from personaloom.graphs.drafting import build_draft_graph
-
         from personaloom.avoid import load_avoid
         from personaloom.embeddings import make_embedder
+        from personaloom.graphs.context import Context
+        from personaloom.graphs.drafting import build_draft_graph
         from personaloom.llm.cache import open_cache
         from personaloom.memory import NoveltyMemory, _collections
         from personaloom.vectors import NoveltyIndex

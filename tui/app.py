@@ -17,6 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.signal import Signal
+
+from personaloom.control import RunControl
+from personaloom.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
 from personaloom.tui.messages import (
     EventsArrived,
     Notice,
@@ -36,13 +43,6 @@ from personaloom.tui.screens.traces import TracesScreen
 from personaloom.tui.state import RunState
 from personaloom.tui.view import EventTail, NotReady, RunView, ViewLoader
 from personaloom.tui.widgets.counters import Bars
-from textual import work
-from textual.app import App
-from textual.binding import Binding
-from textual.signal import Signal
-
-from personaloom.control import RunControl
-from personaloom.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
 
 FOLD_BUDGET = 0.02  # seconds of event folding per message, so keys never wait behind a backlog
 REPAINT = 0.1  # seconds between two activity repaints, however fast events come

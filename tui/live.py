@@ -16,11 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from personaloom.tui.view import EventTail
-
 from personaloom.control import RunControl
 from personaloom.endpoints import Overrides
 from personaloom.runner import RunResult, arun
+from personaloom.tui.view import EventTail
 
 ReviewCallback = Callable[[list[dict[str, Any]], concurrent.futures.Future], None]
 MODEL_NICENESS = 10  # the embedded model yields the CPU to the dashboard (see LocalModelServer)

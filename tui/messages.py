@@ -7,8 +7,9 @@ import concurrent.futures
 from dataclasses import dataclass
 from typing import Any
 
-from personaloom.tui.view import RunView
 from textual.message import Message
+
+from personaloom.tui.view import RunView
 
 
 @dataclass

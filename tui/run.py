@@ -14,9 +14,8 @@ from personaloom.store import load_run
 
 
 def main(args: argparse.Namespace) -> int:
-    from personaloom.tui.app import PersonaloomApp
-
     from personaloom.cli import chroma_url
+    from personaloom.tui.app import PersonaloomApp
 
     if args.command == "watch":
         load_run(args.run_dir)  # a clear error for a directory that is not a run

@@ -125,8 +125,8 @@ def test_resume_does_not_redraft_samples_already_written(make_spec, tmp_path: Pa
     import sqlite3
 
     from langgraph.checkpoint.sqlite import SqliteSaver
-    from personaloom.graphs import build_graph
 
+    from personaloom.graphs import build_graph
     from personaloom.runner import THREAD, checkpoint_serde
     from personaloom.traces import TraceStore
 

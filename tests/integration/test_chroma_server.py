@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from personaloom.tui.view import ViewLoader
 
 from personaloom import vectors
 from personaloom.chroma_server import ChromaServer
@@ -21,6 +20,7 @@ from personaloom.memory import PREFIX
 from personaloom.runner import run
 from personaloom.store import read_jsonl
 from personaloom.testing.chroma import KillAfter, server_ids
+from personaloom.tui.view import ViewLoader
 from personaloom.vectors import PERSONAS, SAMPLES, connect, run_prefix
 
 pytestmark = pytest.mark.integration

@@ -4,6 +4,7 @@ model uses): the embedded model's copies are caught, good personas pass."""
 from __future__ import annotations
 
 import pytest
+
 from personaloom.agents.models import PersonaRejectReason
 from personaloom.agents.persona_gate import EXAMPLE_ROLES, PersonaGate, prompt_examples
 from personaloom.prompts import load_template

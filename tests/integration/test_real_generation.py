@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from personaloom.agents.critic import uses_word
 
+from personaloom.agents.critic import uses_word
 from personaloom.runner import run
 from personaloom.store import read_jsonl
 

@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
-from personaloom.agents.models import PersonaList
-from personaloom.prompts import load_template
 from pydantic import SecretStr
 
+from personaloom.agents.models import PersonaList
 from personaloom.llm import LLM, Budget, CallInfo, Endpoint, LLMFailure
+from personaloom.prompts import load_template
 from personaloom.runner import run
 from personaloom.store import read_jsonl
 from personaloom.testing.faultproxy import Fault, FaultProxy

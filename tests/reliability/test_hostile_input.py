@@ -13,9 +13,9 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from personaloom.prompts import load_template
 
 from personaloom.cli import main
+from personaloom.prompts import load_template
 from personaloom.spec import SpecError, load_spec
 
 PROFILE = settings(

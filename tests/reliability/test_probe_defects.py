@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from personaloom.prompts import load_template
-from personaloom.tui.view import ViewLoader
 
 from personaloom.cli import main
 from personaloom.control import RunControl
+from personaloom.prompts import load_template
 from personaloom.runlock import effective_status, held
 from personaloom.runner import run
 from personaloom.store import read_jsonl
 from personaloom.testing.scripted import PersonaloomResponder, ScriptedEndpoint
+from personaloom.tui.view import ViewLoader
 
 
 def cli(*args: str) -> subprocess.Popen:

@@ -10,16 +10,16 @@ import time
 from pathlib import Path
 
 import pytest
+from textual import events
+
+from personaloom.runner import arun
+from personaloom.store import read_jsonl
 from personaloom.tui.app import PersonaloomApp
 from personaloom.tui.screens.bars import BarsScreen
 from personaloom.tui.screens.dashboard import DashboardScreen
 from personaloom.tui.screens.review import ReviewScreen
 from personaloom.tui.screens.samples import SamplesScreen
 from personaloom.tui.widgets.counters import Counters
-from textual import events
-
-from personaloom.runner import arun
-from personaloom.store import read_jsonl
 
 SLOW = pytest.mark.parametrize("latency", [0.15])  # calls stay in flight a while
 

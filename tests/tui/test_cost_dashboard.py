@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from personaloom.runner import arun
 from personaloom.tui.app import PersonaloomApp
 from personaloom.tui.widgets.counters import Counters
-
-from personaloom.runner import arun
 
 
 def _text(widget) -> str:

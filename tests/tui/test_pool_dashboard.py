@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 import yaml
-from personaloom.tui.app import PersonaloomApp
-from personaloom.tui.screens.personas import PersonasScreen
-from personaloom.tui.screens.sample import SampleScreen
-from personaloom.tui.screens.samples import SamplesScreen
 from textual.widgets import DataTable, Select, Static
 
 from personaloom.runner import run
 from personaloom.testing.scripted import ChatRequest, PersonaloomResponder, ScriptedEndpoint
+from personaloom.tui.app import PersonaloomApp
+from personaloom.tui.screens.personas import PersonasScreen
+from personaloom.tui.screens.sample import SampleScreen
+from personaloom.tui.screens.samples import SamplesScreen
 
 SIZE = (140, 40)
 ITEM = (

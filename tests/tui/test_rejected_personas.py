@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from personaloom.tui.app import PersonaloomApp
-from personaloom.tui.screens.personas import PersonasScreen
 from textual.widgets import DataTable, Static
 
 from personaloom.runner import arun
 from personaloom.store import read_jsonl
 from personaloom.testing.scripted import ChatRequest, PersonaloomResponder
+from personaloom.tui.app import PersonaloomApp
+from personaloom.tui.screens.personas import PersonasScreen
 
 # Real replies of the embedded SmolLM2-135M (issue 14).
 BAD = [

@@ -7,6 +7,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from textual.widgets import DataTable, Static, TextArea
+
+from personaloom.runner import arun, run
+from personaloom.traces import TraceStore
 from personaloom.tui.app import PersonaloomApp
 from personaloom.tui.screens.call import CallScreen
 from personaloom.tui.screens.help import HelpScreen
@@ -17,10 +21,6 @@ from personaloom.tui.screens.samples import SamplesScreen
 from personaloom.tui.screens.traces import TracesScreen
 from personaloom.tui.view import source_text
 from personaloom.tui.widgets.lineage import LineageTree
-from textual.widgets import DataTable, Static, TextArea
-
-from personaloom.runner import arun, run
-from personaloom.traces import TraceStore
 
 SIZE = (140, 40)
 

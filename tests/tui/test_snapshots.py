@@ -10,14 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from textual.app import App, ComposeResult
+from textual.widgets import Input
+
 from personaloom.tui.app import PersonaloomApp
 from personaloom.tui.screens.bars import BarsScreen
 from personaloom.tui.screens.call import CallScreen
 from personaloom.tui.screens.review import ReviewScreen
 from personaloom.tui.widgets.joint import JointGrid
 from personaloom.tui.widgets.lineage import LineageTree
-from textual.app import App, ComposeResult
-from textual.widgets import Input
 
 SIZE = (140, 40)
 

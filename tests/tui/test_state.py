@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+
+from personaloom.store import load_run
 from personaloom.tui.screens.bars import parse_bars
 from personaloom.tui.screens.samples import SampleFilter, sample_rows
 from personaloom.tui.state import RunState, format_eta
 from personaloom.tui.view import EventTail, ViewLoader, source_text
 from personaloom.tui.widgets.coverage import cell_status
-
-from personaloom.store import load_run
 
 
 def _event(kind: str, ts: float, **data) -> dict:

@@ -6,11 +6,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from personaloom.agents.critic import Review, deterministic_checks, judge, uses_word
 from personaloom.agents.models import RejectReason
 from personaloom.graphs.planner import Planner
 from personaloom.graphs.state import DraftTask
-
 from personaloom.spec import load_spec
 from personaloom.store import RunStore
 
@@ -259,7 +259,6 @@ def test_opening_gate_caps_a_common_opening(make_spec) -> None:
     from collections import Counter as C
 
     from personaloom.agents.critic import diversity_gate
-
     from personaloom.records import opening
 
     spec = load_spec(make_spec(critic={"diversity": {"max_opening_share": 0.25}}, total=8))

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
-from personaloom.agents.models import PersonaList
-from personaloom.prompts import load_template
 from pydantic import BaseModel, SecretStr
 
+from personaloom.agents.models import PersonaList
 from personaloom.llm import LLM, Budget, BudgetExhausted, CallInfo, Endpoint, LLMFailure, ReplyCache
+from personaloom.prompts import load_template
 from personaloom.runner import run
 from personaloom.testing.scripted import ScriptedEndpoint
 from personaloom.traces import TraceStore

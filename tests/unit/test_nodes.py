@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.runtime import Runtime
+
 from personaloom.agents.models import DraftOutcome, DraftTask
+from personaloom.corpus import Corpus
 from personaloom.graphs import Context, build_graph
 from personaloom.graphs.drafting import critique
 from personaloom.graphs.generation import commit, plan
 from personaloom.graphs.personas import mine_personas
 from personaloom.graphs.wiring import wire
-
-from personaloom.corpus import Corpus
 from personaloom.llm import Budget, CallInfo
 from personaloom.spec import parse_spec
 from personaloom.store import RunStore, read_jsonl

@@ -8,6 +8,7 @@ same cases on the real MiniLM are in tests/integration/test_persona_gate_minilm.
 from __future__ import annotations
 
 import pytest
+
 from personaloom.agents.models import PersonaRejectReason
 from personaloom.agents.persona_gate import (
     PersonaGate,
@@ -16,7 +17,6 @@ from personaloom.agents.persona_gate import (
     shape_finding,
 )
 from personaloom.prompts import load_template
-
 from personaloom.testing.scripted import embed
 
 MINER_EXAMPLE = "A 60-year-old retired bus driver who grows tomatoes and worries about his pension."

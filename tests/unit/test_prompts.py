@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from jinja2 import UndefinedError
 from jinja2.exceptions import SecurityError
+
 from personaloom.agents.models import trait_field
 from personaloom.prompts import load_template
 

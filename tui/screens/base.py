@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from personaloom.tui.view import RunView
 from textual.screen import Screen
+
+from personaloom.tui.view import RunView
 
 if TYPE_CHECKING:
     from personaloom.tui.app import PersonaloomApp

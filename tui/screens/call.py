@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from personaloom.tui.view import TRACES
 from rich.console import RenderableType
 from rich.text import Text
 from textual import work
@@ -20,6 +19,7 @@ from textual.widgets import Footer, Header, Static
 
 from personaloom.trace_views import call_view
 from personaloom.traces import TraceStore
+from personaloom.tui.view import TRACES
 
 
 class CallScreen(Screen):

@@ -3,6 +3,10 @@ agent does now, and the live feed of accepted and rejected samples."""
 
 from __future__ import annotations
 
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import DataTable, Footer, Header
+
 from personaloom.tui.screens.base import RunScreen
 from personaloom.tui.view import RunView
 from personaloom.tui.widgets.agents import AgentPanel
@@ -10,9 +14,6 @@ from personaloom.tui.widgets.counters import Counters
 from personaloom.tui.widgets.coverage import CoverageTable
 from personaloom.tui.widgets.feed import SampleFeed
 from personaloom.tui.widgets.joint import JointGrid
-from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import DataTable, Footer, Header
 
 
 class DashboardScreen(RunScreen):

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from personaloom.tui.screens.base import RunScreen
-from personaloom.tui.view import RunView, source_text
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static, Tree
+
+from personaloom.tui.screens.base import RunScreen
+from personaloom.tui.view import RunView, source_text
 
 
 def relation_forest(personas: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

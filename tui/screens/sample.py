@@ -7,8 +7,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from personaloom.tui.view import TRACES
-from personaloom.tui.widgets.lineage import LineageTree
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -23,6 +21,8 @@ from textual.widgets import Footer, Header, Static
 
 from personaloom.trace_views import lineage_tree
 from personaloom.traces import TraceStore
+from personaloom.tui.view import TRACES
+from personaloom.tui.widgets.lineage import LineageTree
 
 
 def _origin(lineage: dict[str, Any]) -> str:

@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from personaloom.tui.screens.base import RunScreen
-from personaloom.tui.view import RunView
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Select
+
+from personaloom.tui.screens.base import RunScreen
+from personaloom.tui.view import RunView
 
 
 @dataclass(frozen=True)

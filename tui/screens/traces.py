@@ -12,9 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from personaloom.tui.screens.base import RunScreen
-from personaloom.tui.screens.call import CallScreen
-from personaloom.tui.view import TRACES, RunView
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -24,6 +21,9 @@ from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 
 from personaloom.trace_views import select, totals_table
 from personaloom.traces import TraceStore
+from personaloom.tui.screens.base import RunScreen
+from personaloom.tui.screens.call import CallScreen
+from personaloom.tui.view import TRACES, RunView
 
 AGENT_NAMES = ("persona_miner", "persona_relater", "writer", "critic")
 LIMIT = 500  # most recent calls shown, as the CLI's --limit

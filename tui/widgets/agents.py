@@ -6,12 +6,13 @@ the same thing for a supervised run and for a run watched from its trace store.
 
 from __future__ import annotations
 
-from personaloom.tui.state import AgentLine, format_eta
 from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
+
+from personaloom.tui.state import AgentLine, format_eta
 
 LABELS = {
     "planner": "planner",

@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from personaloom.tui.state import Pace, format_eta
 from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
+
+from personaloom.tui.state import Pace, format_eta
 
 STATUS_STYLES = {
     "running": "green bold",

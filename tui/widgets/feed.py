@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from personaloom.tui.state import FEED_SIZE, FeedItem
 from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
+
+from personaloom.tui.state import FEED_SIZE, FeedItem
 
 MARKS = {
     "accepted": ("✓ accepted", "green"),

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from personaloom.tui.widgets.coverage import STYLES, cell_status
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
+
+from personaloom.tui.widgets.coverage import STYLES, cell_status
 
 EMPTY = (
     "No joint targets in this spec. A joint: entry (every cell of two traits' value grid "
