@@ -116,6 +116,10 @@ def retry_delay(exc: Exception, attempt: int) -> float:
     return min(0.5 * 2 ** (attempt - 1), 20.0) * (0.75 + random.random() / 2)
 
 
+# What a request can fail with that ``LLM._failed`` turns into a retry or an error.
+_REQUEST_ERRORS = (*RETRYABLE, openai.APIStatusError)
+
+
 class LLM:
     def __init__(
         self,
@@ -281,45 +285,10 @@ class LLM:
                     raw, usage = await self._request(role, endpoint, messages, params, options)
                 except BudgetExhausted:
                     raise
-                except (
-                    openai.AuthenticationError,
-                    openai.PermissionDeniedError,
-                    openai.NotFoundError,
-                ) as exc:
-                    record.status, record.error = "error", f"{type(exc).__name__}: {exc.message}"
-                    self.traces.record_call(record)
-                    where = public_url(endpoint.base_url) or "the OpenAI API"
-                    raise EndpointError(
-                        f"{where} refused the request for model {endpoint.model!r}: {exc.message}"
-                    ) from None
-                except openai.BadRequestError as exc:
-                    record.status, record.error = "error", f"bad request: {exc.message}"
-                    record.latency_ms = (time.perf_counter() - started) * 1000
-                    self.traces.record_call(record)
-                    raise _Unsupported(exc.message) from None
-                except (*RETRYABLE, openai.APIStatusError) as exc:
-                    record.status, record.error = "error", f"{type(exc).__name__}: {exc}"
-                    record.latency_ms = (time.perf_counter() - started) * 1000
-                    self.traces.record_call(record)
-                    self.budget.refund()  # no reply: nothing was served or paid for
-                    if isinstance(exc, openai.APITimeoutError):
-                        self._timed_out(endpoint)
-                    if probing and attempt == 1 and isinstance(exc, openai.InternalServerError):
-                        # llama.cpp's server answers an unsupported response_format with a 500.
-                        raise _Unsupported(str(exc)) from None
+                except _REQUEST_ERRORS as exc:
                     failures += 1
-                    if not isinstance(exc, RETRYABLE) or failures > endpoint.max_retries:
-                        if (
-                            isinstance(exc, openai.APIConnectionError)
-                            and not isinstance(exc, openai.APITimeoutError)
-                            and endpoint.base_url not in self._answered
-                        ):
-                            where = public_url(endpoint.base_url) or "the OpenAI API"
-                            raise EndpointError(
-                                f"cannot reach {where} ({exc}); check the base URL "
-                                "(--base-url, models.*.base_url or OPENAI_BASE_URL)"
-                            ) from None
-                        raise LLMFailure("llm_error", record.error) from None
+                    # Raises unless the request is to be sent again.
+                    self._failed(exc, record, endpoint, started, failures, probing and attempt == 1)
                     await asyncio.sleep(retry_delay(exc, failures))
                     continue
                 record.latency_ms = (time.perf_counter() - started) * 1000
@@ -348,6 +317,53 @@ class LLM:
             record.parsed = result.model_dump(mode="json")
             self.traces.record_call(record)
             return result
+
+    def _failed(
+        self,
+        exc: Exception,
+        record: CallRecord,
+        endpoint: Endpoint,
+        started: float,
+        failures: int,
+        first_probe: bool,
+    ) -> None:
+        """Trace a request that got no reply; raise what it means for the call, unless it
+        may be sent again (a retryable error, ``failures`` within ``max_retries``)."""
+        if isinstance(
+            exc, openai.AuthenticationError | openai.PermissionDeniedError | openai.NotFoundError
+        ):
+            record.status, record.error = "error", f"{type(exc).__name__}: {exc.message}"
+            self.traces.record_call(record)
+            where = public_url(endpoint.base_url) or "the OpenAI API"
+            raise EndpointError(
+                f"{where} refused the request for model {endpoint.model!r}: {exc.message}"
+            ) from None
+        if isinstance(exc, openai.BadRequestError):
+            record.status, record.error = "error", f"bad request: {exc.message}"
+            record.latency_ms = (time.perf_counter() - started) * 1000
+            self.traces.record_call(record)
+            raise _Unsupported(exc.message) from None
+        record.status, record.error = "error", f"{type(exc).__name__}: {exc}"
+        record.latency_ms = (time.perf_counter() - started) * 1000
+        self.traces.record_call(record)
+        self.budget.refund()  # no reply: nothing was served or paid for
+        if isinstance(exc, openai.APITimeoutError):
+            self._timed_out(endpoint)
+        if first_probe and isinstance(exc, openai.InternalServerError):
+            # llama.cpp's server answers an unsupported response_format with a 500.
+            raise _Unsupported(str(exc)) from None
+        if not isinstance(exc, RETRYABLE) or failures > endpoint.max_retries:
+            if (
+                isinstance(exc, openai.APIConnectionError)
+                and not isinstance(exc, openai.APITimeoutError)
+                and endpoint.base_url not in self._answered
+            ):
+                where = public_url(endpoint.base_url) or "the OpenAI API"
+                raise EndpointError(
+                    f"cannot reach {where} ({exc}); check the base URL "
+                    "(--base-url, models.*.base_url or OPENAI_BASE_URL)"
+                ) from None
+            raise LLMFailure("llm_error", record.error or "") from None
 
     def _timed_out(self, endpoint: Endpoint) -> None:
         """Count a timed-out request; say so on the first, stop the run at TIMEOUT_TRIP."""
