@@ -35,14 +35,19 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) tools/layers.py imports
+	$(PY) tools/layers.py types
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not integration"
 
+# ruff, the import contracts in pyproject.toml and mypy (tools/layers.py).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) tools/layers.py imports
+	$(PY) tools/layers.py types
 
 # Every bench/*.py with a main(): tables on stdout, JSON in bench/results/ (docs/benchmarks.md).
 bench: $(STAMP)
