@@ -131,7 +131,7 @@ async def collect(
     n: int,
     *,
     overrides: Overrides | None = None,
-    notice: Callable[[str], None] = _stderr,
+    notice: Callable[[str], object] = _stderr,
     progress: Callable[[int], None] | None = None,
 ) -> Collected:
     """Make ``n`` baseline samples for the run in ``run_dir`` and write ``baseline.jsonl``.
@@ -236,7 +236,7 @@ def _embed(
     endpoints: dict[str, Any],
     cache: Any,
     rows: list[dict[str, Any]],
-    notice: Callable[[str], None],
+    notice: Callable[[str], object],
 ) -> None:
     """Put each usable row's embedding in it: the run's embedder over the text fields joined,
     as the run's Chroma ``samples`` collection holds them. An embedder that fails costs the

@@ -577,14 +577,14 @@ def run_vectors(
 
 
 def regenerate(
-    run_dir: Path, *, url: str | None = None, notice: Callable[[str], None] | None = None
+    run_dir: Path, *, url: str | None = None, notice: Callable[[str], object] | None = None
 ) -> Path:
     """Rebuild the report of any run directory from its files, and write it."""
     return write_report(run_dir, rebuild(run_dir, url=url, notice=notice))
 
 
 def rebuild(
-    run_dir: Path, *, url: str | None = None, notice: Callable[[str], None] | None = None
+    run_dir: Path, *, url: str | None = None, notice: Callable[[str], object] | None = None
 ) -> dict[str, Any]:
     """The report of any run directory, built from its files (and its Chroma store's
     embeddings; ``url`` when its server moved) and written nowhere: readers such as

@@ -253,7 +253,7 @@ def open_index(
     spec: Spec,
     store: RunStore,
     embedder: Embedder,
-    notice: Callable[[str], None],
+    notice: Callable[[str], object],
     avoid: AvoidSet | None = None,
     *,
     url: str | None = None,
@@ -368,7 +368,7 @@ def read_inputs(spec: Spec) -> tuple[list[PoolRead], AvoidSet | None]:
     return load_pool(spec), load_avoid(spec)
 
 
-def _close_memory(memory: NoveltyMemory, run_dir: Path, notice: Callable[[str], None]) -> None:
+def _close_memory(memory: NoveltyMemory, run_dir: Path, notice: Callable[[str], object]) -> None:
     try:
         memory.close()
     except StoreUnavailable as exc:
@@ -379,7 +379,7 @@ def _close_memory(memory: NoveltyMemory, run_dir: Path, notice: Callable[[str], 
 
 
 def spent_before(
-    meta: dict, traces: TraceStore, prices: Prices, run_dir: Path, notice: Callable[[str], None]
+    meta: dict, traces: TraceStore, prices: Prices, run_dir: Path, notice: Callable[[str], object]
 ) -> dict[str, Any]:
     """Calls, tokens and cost spent so far: the trace store's count, never below what
     run.json recorded (a deleted or replaced traces.sqlite must not reset a budget)."""
@@ -407,7 +407,7 @@ async def arun(
     control: RunControl | None = None,
     reviewer: Reviewer | None = None,
     local_model_niceness: int = 0,
-    notice: Callable[[str], None] = _stderr,
+    notice: Callable[[str], object] = _stderr,
 ) -> RunResult:
     """Run (or with ``resume``, continue) a spec; returns when the graph ends.
 
@@ -464,7 +464,7 @@ async def _session(
     control: RunControl,
     reviewer: Reviewer | None,
     local_model_niceness: int,
-    notice: Callable[[str], None],
+    notice: Callable[[str], object],
 ) -> RunResult:
     """One session of a run whose directory and frozen spec ``_load_run`` has read."""
     endpoints, needs_local = resolve_endpoints(spec, overrides)
@@ -664,7 +664,7 @@ async def _end_session(
     status: str,
     stop_reason: str | None,
     started: float,
-    notice: Callable[[str], None],
+    notice: Callable[[str], object],
 ) -> dict[str, Any]:
     """Record how the session ended in run.json, then write the report."""
     # run.json first: it is quick, and a second Ctrl-C during the slower report must not

@@ -21,7 +21,8 @@ from personaloom.endpoints import Overrides
 from personaloom.runner import RunResult, arun
 from personaloom.tui.view import EventTail
 
-ReviewCallback = Callable[[list[dict[str, Any]], concurrent.futures.Future], None]
+# What they return is not used (post_message's bool, say).
+ReviewCallback = Callable[[list[dict[str, Any]], concurrent.futures.Future], object]
 MODEL_NICENESS = 10  # the embedded model yields the CPU to the dashboard (see LocalModelServer)
 
 
@@ -39,7 +40,7 @@ class LiveRun:
         events: deque[dict[str, Any]],
         wake: Callable[[], None],
         on_review: ReviewCallback,
-        notice: Callable[[str], None],
+        notice: Callable[[str], object],
     ):
         self.spec, self.out, self.resume = spec, out, resume
         self.overrides = overrides or Overrides()

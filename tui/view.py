@@ -24,7 +24,9 @@ from personaloom.traces import TraceStore
 
 # Issue 4's report computes diversity metrics (embeddings) unless told not to; the dashboard
 # rebuilds the report every few seconds and must stay cheap. Older reports have no keyword.
-_CHEAP = {"diversity": False} if "diversity" in inspect.signature(build_report).parameters else {}
+_CHEAP: dict[str, Any] = (
+    {"diversity": False} if "diversity" in inspect.signature(build_report).parameters else {}
+)
 
 
 class NotReady(Exception):

@@ -130,7 +130,7 @@ class LLM:
         cache: ReplyCache | None = None,
         concurrency: int = 4,
         start_embedded: Callable[[], Awaitable[str]] | None = None,
-        notice: Callable[[str], None] | None = None,
+        notice: Callable[[str], object] | None = None,
     ):
         self.endpoints = endpoints
         self._notice = notice or (lambda message: None)

@@ -67,7 +67,7 @@ class DashboardScreen(RunScreen):
         counters = self.query_one(Counters)
         counters.status = app.run_status()
         counters.pace = app.state.pace(now)
-        counters.workers = app.state.workers
+        counters.ray_workers = app.state.workers
         counters.bars = app.bars()
         agents = self.query_one(AgentPanel)
         agents.now = now

@@ -43,7 +43,7 @@ class PersonasScreen(RunScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self._shown: tuple[int, int] | None = None
+        self._shown: tuple[int, int, int] | None = None
         self._selected: str | None = None
 
     def compose(self) -> ComposeResult:

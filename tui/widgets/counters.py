@@ -57,8 +57,9 @@ class Counters(Static):
     """running, paused, stopping, review, or the run's final status."""
     bars: reactive[Bars | None] = reactive(None, layout=True)
     """The live novelty threshold and critic bar; None in watch mode (not known)."""
-    workers: reactive[tuple[dict[str, Any], ...]] = reactive((), layout=True)
-    """Ray workers' latest stats (``--workers``); empty for a run in one process."""
+    ray_workers: reactive[tuple[dict[str, Any], ...]] = reactive((), layout=True)
+    """Ray workers' latest stats (``--workers``); empty for a run in one process. Not
+    ``workers``: that is Textual's own worker manager on every widget."""
 
     def render(self) -> RenderableType:
         report = self.report or {}
@@ -89,8 +90,8 @@ class Counters(Static):
         )
         grid.add_row("tokens", self._tokens(report))
         grid.add_row("pace", self._pace())
-        if self.workers:
-            grid.add_row("workers", self._workers(self.workers))
+        if self.ray_workers:
+            grid.add_row("workers", self._workers(self.ray_workers))
         if self.bars is not None:
             grid.add_row("bars", self._bars(self.bars))
             review = self.bars.review
