@@ -7,7 +7,6 @@ on the server."""
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from personaloom.memory import PREFIX
 from personaloom.runner import run
 from personaloom.store import read_jsonl
 from personaloom.testing.chroma import KillAfter, server_ids
+from personaloom.testing.runs import check_complete
 from personaloom.tui.view import ViewLoader
 from personaloom.vectors import PERSONAS, SAMPLES, connect, run_prefix
 
@@ -45,16 +45,8 @@ def own_server(tmp_path: Path) -> Iterator[ChromaServer]:
 def check_run(run_dir: Path, url: str) -> list[dict]:
     """Complete, every id once and never also rejected, the report equal to the dataset, and
     the server's collections holding exactly the run's samples and personas."""
-    samples = read_jsonl(run_dir / "dataset.jsonl")
+    samples = check_complete(run_dir)
     ids = [s["id"] for s in samples]
-    assert len(ids) == len(set(ids)), "a sample twice"
-    assert not {r["id"] for r in read_jsonl(run_dir / "rejected.jsonl")} & set(ids)
-    report = json.loads((run_dir / "report.json").read_text())
-    assert report["status"] == "complete" and report["accepted"] == len(samples)
-    counts = Counter((t, v) for s in samples for t, v in s["traits"].items())
-    for trait, cells in report["coverage"].items():
-        for value, cell in cells.items():
-            assert cell["accepted"] == counts[(trait, value)] >= cell["target"]
     assert server_ids(url, run_dir) == set(ids), "the server's ids differ from the accepted ids"
     personas = {p["id"] for p in read_jsonl(run_dir / "personas.jsonl")}
     assert server_ids(url, run_dir, PERSONAS) == personas

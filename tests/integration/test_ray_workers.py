@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from personaloom.endpoints import Overrides
 from personaloom.runner import run
 from personaloom.store import read_jsonl
 from personaloom.testing.chroma import KillAfter, server_ids
+from personaloom.testing.runs import check_complete
 from personaloom.vectors import SAMPLES, NoveltyIndex, discard_clients
 
 ray = pytest.importorskip("ray")
@@ -57,16 +57,8 @@ def workers(n: int = 2) -> Overrides:
 def check_run(run_dir: Path, threshold: float) -> list[dict]:
     """Complete, every id once and never also rejected, the report equal to the dataset, the
     store holding exactly the accepted samples, and no pair at or above ``threshold``."""
-    samples = read_jsonl(run_dir / "dataset.jsonl")
+    samples = check_complete(run_dir)
     ids = [s["id"] for s in samples]
-    assert len(ids) == len(set(ids)), "a sample twice"
-    assert not {r["id"] for r in read_jsonl(run_dir / "rejected.jsonl")} & set(ids)
-    report = json.loads((run_dir / "report.json").read_text())
-    assert report["status"] == "complete" and report["accepted"] == len(samples)
-    counts = Counter((t, v) for s in samples for t, v in s["traits"].items())
-    for trait, cells in report["coverage"].items():
-        for value, cell in cells.items():
-            assert cell["accepted"] == counts[(trait, value)] >= cell["target"]
     index = NoveltyIndex(run_dir / "chroma")
     try:
         vectors = index.vectors(SAMPLES)
