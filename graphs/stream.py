@@ -168,15 +168,12 @@ class Dispatcher:
         for seq in [s for s, t in self.running.items() if t in done]:
             task = self.running.pop(seq)
             if task.exception() is not None:
-                await self._cancel()
+                await self.aclose()
                 raise task.exception()  # type: ignore[misc]
 
     async def aclose(self) -> None:
-        """Cancel the drafts still in flight (the graph ended elsewhere, in mine_personas
-        say, with an error) and collect what they raised, so nothing is left unretrieved."""
-        await self._cancel()
-
-    async def _cancel(self) -> None:
+        """Cancel the drafts still in flight (a draft failed, or the graph ended elsewhere,
+        in mine_personas say, with an error) and collect what they raised."""
         for task in self.running.values():
             task.cancel()
         await asyncio.gather(*self.running.values(), return_exceptions=True)

@@ -44,6 +44,7 @@ from personaloom.events import EventKind, EventSink
 from personaloom.graphs.state import DraftOutcome, DraftTask
 from personaloom.graphs.window import HiddenFrom
 from personaloom.llm import LLM, Budget, Endpoint
+from personaloom.prices import Prices
 from personaloom.prompts import PromptTemplate
 from personaloom.spec import Spec
 from personaloom.traces import CallRecord
@@ -232,7 +233,7 @@ class DraftWorker:
         llm = LLM(
             setup.endpoints,
             traces=traces,
-            budget=Budget(prices=_prices(spec)),  # the coordinator's budget decides
+            budget=Budget(prices=Prices.of(spec)),  # the coordinator's budget decides
             cache=cache,
             concurrency=setup.concurrency,
         )
@@ -299,12 +300,6 @@ class DraftWorker:
         await self._stack.aclose()
         if self._ctx is not None:
             self._ctx.index.close()
-
-
-def _prices(spec: Spec) -> Any:
-    from personaloom.prices import Prices
-
-    return Prices.of(spec)
 
 
 # -- the coordinator's side ------------------------------------------------------------------
