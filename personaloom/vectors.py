@@ -50,7 +50,7 @@ import httpx
 import numpy as np
 from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings
-from chromadb.errors import NotFoundError
+from chromadb.errors import InternalError, NotFoundError
 
 from personaloom.errors import StoreUnavailable
 
@@ -154,6 +154,7 @@ class _Server:
         quiet = self.gave_up is not None and started - self.gave_up < self.QUIET
         delays = () if quiet else RETRY_DELAYS
         made = 0
+        failure: Exception | None = None
         for attempt in range(len(delays) + 1):
             if attempt and self.gave_up is not None and self.gave_up >= started:
                 break  # a call in another thread gave up meanwhile
@@ -164,6 +165,13 @@ class _Server:
                 self.gave_up = time.monotonic()
                 raise self._unavailable(exc, "did not answer in time") from None
             except httpx.TransportError as exc:
+                failure = exc
+            except InternalError as exc:
+                # A collection queried just as its first vectors reach the server's disk
+                # ("Error creating hnsw segment reader: Nothing found on disk", seen with Ray
+                # workers querying while the coordinator writes): it answers a moment later.
+                if "Nothing found on disk" not in str(exc):
+                    raise
                 failure = exc
             except NotFoundError as exc:
                 if collection is None:  # a client's lookup of a collection that is not there
@@ -186,7 +194,7 @@ class _Server:
         tries = f"after {made} attempts over {self.gave_up - started:.0f} s" if delays else "again"
         raise self._unavailable(failure, f"did not answer {tries}")
 
-    def _unavailable(self, exc: Exception, what: str) -> StoreUnavailable:
+    def _unavailable(self, exc: Exception | None, what: str) -> StoreUnavailable:
         return StoreUnavailable(
             f"the Chroma server at {self.url} {what} ({type(exc).__name__}: {exc})"
         )
