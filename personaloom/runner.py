@@ -55,7 +55,7 @@ from personaloom.graphs import Context, build_graph
 from personaloom.graphs.stream import Dispatcher, build_stream_graph
 from personaloom.graphs.wiring import wire
 from personaloom.llm import LLM, Budget, Endpoint
-from personaloom.llm.cache import cache_root, open_cache, public_url
+from personaloom.llm.cache import ReplyCache, cache_root, open_cache, public_url
 from personaloom.memory import NoveltyMemory, open_memory
 from personaloom.pool import PoolRead, load_pool
 from personaloom.prices import Prices, total_cost
@@ -466,157 +466,255 @@ async def _session(
     local_model_niceness: int,
     notice: Callable[[str], object],
 ) -> RunResult:
-    """One session of a run whose directory and frozen spec ``_load_run`` has read."""
-    endpoints, needs_local = resolve_endpoints(spec, overrides)
-    if problems := check_prices(spec, endpoints):
-        raise SpecError(spec.source, problems)
-    if not resumed and (warning := budget_warning(spec, endpoints)):
-        notice(f"warning: {warning}")
-    pool, avoid = await asyncio.to_thread(read_inputs, spec)  # before the run directory
-    if spec.personas.check == "llm" and endpoints["persona_checker"].embedded:
-        notice(
-            "warning: personas.check is llm but the persona_checker role has no endpoint: the "
-            "embedded 135M model cannot judge personas (set models.persona_checker)"
-        )
+    """One session of a run whose directory and frozen spec ``_load_run`` has read, in the
+    steps of ``_Session``; what they open closes with the exit stack, in reverse order."""
+    session = _Session(spec, run_dir, meta, resumed=resumed, overrides=overrides, notice=notice)
+    pool, avoid = await session.check_configuration()
     started = time.monotonic()
-    status: str = "interrupted"
-    stop_reason: str | None = "interrupted"
     async with AsyncExitStack() as stack:
         # Everything that can be wrong with the configuration is found before the run
         # directory is touched: a failed start leaves no half-made run behind.
-        cache = open_cache(spec, stack)
-        start_embedded = None
-        if needs_local:
+        session.open_models(stack, local_model_niceness)
+        await session.reach_server()
+        await session.open_memory(stack)
+        session.claim(stack)
+        session.open_llm(stack)
+        await session.open_index(stack, avoid)
+        ctx = await session.build_context(
+            pool, avoid, listeners, detail_listeners, control, reviewer
+        )
+        if overrides.workers:
+            await session.add_workers(stack, ctx)
+        app, snapshot = await _open_checkpoints(run_dir, stack, spec.engine)
+        session.mark_running()
+        session.announce(ctx.events, pool, avoid)
+        status, stop_reason, report = await session.drive(app, snapshot, ctx, reviewer, started)
+    return RunResult(run_dir=run_dir, status=status, stop_reason=stop_reason, report=report)
+
+
+class _Session:
+    """The steps of one session, in the order ``_session`` takes them: each keeps what it
+    opens here for the later steps, and leaves its closing to the session's exit stack."""
+
+    # Set by the steps, in this order.
+    endpoints: dict[str, Endpoint]
+    needs_local: bool  # some role has no endpoint: the embedded model serves it
+    start_embedded: Callable[[], Awaitable[str]] | None = None
+    cache: ReplyCache | None
+    embedder: Embedder
+    url: str | None  # the run's Chroma server, if the spec, the command or run.json names one
+    recorded: bool  # the store key or server is new to run.json
+    memory: NoveltyMemory | None = None
+    traces: TraceStore
+    budget: Budget
+    llm: LLM
+    store: RunStore
+    own_server: Any = None  # the server started on the run's own store, for the workers
+    index: NoveltyIndex
+
+    def __init__(
+        self,
+        spec: Spec,
+        run_dir: Path,
+        meta: dict,
+        *,
+        resumed: bool,
+        overrides: Overrides,
+        notice: Callable[[str], object],
+    ) -> None:
+        self.spec, self.run_dir, self.meta = spec, run_dir, meta
+        self.resumed, self.overrides, self.notice = resumed, overrides, notice
+
+    async def check_configuration(self) -> tuple[list[PoolRead], AvoidSet | None]:
+        """The endpoints, their prices and the budget checked, and the persona pool and the
+        avoid set read (returned), all before the run directory is touched."""
+        spec, notice = self.spec, self.notice
+        self.endpoints, self.needs_local = resolve_endpoints(spec, self.overrides)
+        if problems := check_prices(spec, self.endpoints):
+            raise SpecError(spec.source, problems)
+        if not self.resumed and (warning := budget_warning(spec, self.endpoints)):
+            notice(f"warning: {warning}")
+        pool, avoid = await asyncio.to_thread(read_inputs, spec)  # before the run directory
+        if spec.personas.check == "llm" and self.endpoints["persona_checker"].embedded:
+            notice(
+                "warning: personas.check is llm but the persona_checker role has no endpoint: the "
+                "embedded 135M model cannot judge personas (set models.persona_checker)"
+            )
+        return pool, avoid
+
+    def open_models(self, stack: AsyncExitStack, niceness: int) -> None:
+        """The reply cache, the embedded model for the roles without an endpoint (started on
+        first use) and the embedder."""
+        self.cache = open_cache(self.spec, stack)
+        if self.needs_local:
             from personaloom.local.server import TINY_MODEL_NOTICE
 
-            notice(TINY_MODEL_NOTICE)
-            endpoints, start_embedded = embedded_model(
-                endpoints, run_dir, stack, local_model_niceness
+            self.notice(TINY_MODEL_NOTICE)
+            self.endpoints, self.start_embedded = embedded_model(
+                self.endpoints, self.run_dir, stack, niceness
             )
-        embedder = make_embedder(spec, overrides, endpoints, cache)
-        url = novelty_store(spec, overrides, meta)
-        if overrides.workers:
-            check_workers(spec, url)
-        recorded = _record_store(meta, url)
+        self.embedder = make_embedder(self.spec, self.overrides, self.endpoints, self.cache)
+
+    async def reach_server(self) -> None:
+        """The run's Chroma server, if it has one, recorded in ``meta`` and answering."""
+        self.url = url = novelty_store(self.spec, self.overrides, self.meta)
+        if self.overrides.workers:
+            check_workers(self.spec, url)
+        self.recorded = _record_store(self.meta, url)
         if url:
             await asyncio.to_thread(connect, url)  # one that does not answer: nothing made yet
-        memory = None
-        if spec.novelty.memory:
-            memory = await asyncio.to_thread(
+
+    async def open_memory(self, stack: AsyncExitStack) -> None:
+        """The spec's novelty memory, if it names one."""
+        if self.spec.novelty.memory:
+            self.memory = await asyncio.to_thread(
                 open_memory,
-                spec.novelty.memory,
-                url=url,
-                embedder=embedder.name,
-                run_key=meta["store_key"],
-                run_dir=run_dir,
+                self.spec.novelty.memory,
+                url=self.url,
+                embedder=self.embedder.name,
+                run_key=self.meta["store_key"],
+                run_dir=self.run_dir,
             )
-            stack.callback(_close_memory, memory, run_dir, notice)
-        stack.callback(_claim_run(spec, run_dir, meta, new=not resumed).release)
-        if resumed and recorded:
-            write_json_atomic(run_dir / RUN_JSON, meta)
-        traces = open_traces(run_dir)
-        stack.callback(traces.close)
+            stack.callback(_close_memory, self.memory, self.run_dir, self.notice)
+
+    def claim(self, stack: AsyncExitStack) -> None:
+        """The run directory's lock, then its files: a new run's spec and run.json, or a
+        resumed run's store key and server where they are new to its run.json."""
+        stack.callback(_claim_run(self.spec, self.run_dir, self.meta, new=not self.resumed).release)
+        if self.resumed and self.recorded:
+            write_json_atomic(self.run_dir / RUN_JSON, self.meta)
+
+    def open_llm(self, stack: AsyncExitStack) -> None:
+        """The trace store, the budget (counting what earlier sessions spent) and the LLM
+        client that records into both."""
+        spec = self.spec
+        self.traces = open_traces(self.run_dir)
+        stack.callback(self.traces.close)
         prices = Prices.of(spec)
-        spent = spent_before(meta, traces, prices, run_dir, notice)
-        budget = Budget(
+        spent = spent_before(self.meta, self.traces, prices, self.run_dir, self.notice)
+        self.budget = Budget(
             max_calls=spec.budget.max_calls,
             max_tokens=spec.budget.max_tokens,
             max_cost=spec.budget.max_cost,
             max_seconds=spec.budget.max_seconds,
             prices=prices,
             **spent,
-            elapsed_before=meta.get("elapsed_seconds", 0.0),
+            elapsed_before=self.meta.get("elapsed_seconds", 0.0),
         )
-        llm = LLM(
-            endpoints,
-            traces=traces,
-            budget=budget,
-            cache=cache,
+        self.llm = LLM(
+            self.endpoints,
+            traces=self.traces,
+            budget=self.budget,
+            cache=self.cache,
             concurrency=spec.concurrency,
-            start_embedded=start_embedded,
-            notice=notice,
+            start_embedded=self.start_embedded,
+            notice=self.notice,
         )
-        stack.push_async_callback(llm.aclose)
-        store = RunStore(run_dir)
-        own_server = None
-        if overrides.workers and not url:  # the workers need the store on a server
-            own_server = await asyncio.to_thread(start_own_store, run_dir)
-            stack.callback(own_server.stop)
-        index = await asyncio.to_thread(
+        stack.push_async_callback(self.llm.aclose)
+
+    @property
+    def store_url(self) -> str | None:
+        """Where the run's Chroma store is served: its server, else its own for the workers."""
+        return self.url or (self.own_server.url if self.own_server else None)
+
+    async def open_index(self, stack: AsyncExitStack, avoid: AvoidSet | None) -> None:
+        """The run's files, its Chroma store (served by a server of its own when the workers
+        need one and the run names none) and novelty memory, both holding the run's samples."""
+        self.store = store = RunStore(self.run_dir)
+        if self.overrides.workers and not self.url:  # the workers need the store on a server
+            self.own_server = await asyncio.to_thread(start_own_store, self.run_dir)
+            stack.callback(self.own_server.stop)
+        self.index = await asyncio.to_thread(
             open_index,
-            run_dir,
-            spec,
+            self.run_dir,
+            self.spec,
             store,
-            embedder,
-            notice,
+            self.embedder,
+            self.notice,
             avoid,
-            url=url or (own_server.url if own_server else None),
-            key=meta["store_key"] if url else "",
+            url=self.store_url,
+            key=self.meta["store_key"] if self.url else "",
         )
-        if memory is not None:
-            accepted = {s["id"]: text_of(spec, s["output"]) for s in store.dataset.rows}
-            await asyncio.to_thread(memory.reconcile, accepted, embedder.embed)
-        events = EventSink(traces, list(listeners), list(detail_listeners))
+        if self.memory is not None:
+            accepted = {s["id"]: text_of(self.spec, s["output"]) for s in store.dataset.rows}
+            await asyncio.to_thread(self.memory.reconcile, accepted, self.embedder.embed)
+
+    async def build_context(
+        self,
+        pool: list[PoolRead],
+        avoid: AvoidSet | None,
+        listeners: Iterable[Listener],
+        detail_listeners: Iterable[Listener],
+        control: RunControl,
+        reviewer: Reviewer | None,
+    ) -> Context:
+        """The graph's context over what the steps opened, wired before the graph runs."""
         ctx = Context(
-            spec=spec,
-            store=store,
-            llm=llm,
-            embedder=embedder,
-            index=index,
-            corpus=Corpus(spec),
-            events=events,
+            spec=self.spec,
+            store=self.store,
+            llm=self.llm,
+            embedder=self.embedder,
+            index=self.index,
+            corpus=Corpus(self.spec),
+            events=EventSink(self.traces, list(listeners), list(detail_listeners)),
             control=control,
             pool=[persona for source in pool for persona in source.personas],
             avoid=avoid,
-            memory=memory,
+            memory=self.memory,
         )
         await asyncio.to_thread(wire, ctx)
-        engine = spec.engine
-        if engine == "stream" and reviewer is not None:
+        if self.spec.engine == "stream" and reviewer is not None:
             ctx.reviewer = _stream_reviewer(ctx, reviewer)
-        if overrides.workers:
-            if start_embedded is not None:  # the workers use the embedded model too
-                from personaloom.local.server import MODEL_ALIAS
+        return ctx
 
-                endpoints = with_local(endpoints, await start_embedded(), MODEL_ALIAS)
-                llm.endpoints = endpoints
-            ctx.workers = await start_workers(
-                ctx,
-                endpoints,
-                overrides,
-                url or own_server.url,  # type: ignore[union-attr]  # one of them is set
-                meta,
-                run_dir,
-            )
-            stack.callback(ctx.workers.shutdown)
-        app, snapshot = await _open_checkpoints(run_dir, stack, engine)
-        values = snapshot.values or {}
-        if meta.get("status") != "running":  # every file opened: readers must know it runs
-            meta["status"], meta["stop_reason"] = "running", None
-            write_json_atomic(run_dir / RUN_JSON, meta)
-        events.listeners.append(_SpentRecorder(run_dir, meta, budget))
+    async def add_workers(self, stack: AsyncExitStack, ctx: Context) -> None:
+        """The Ray workers of ``--workers``, on the embedded model too if the run uses it."""
+        if self.start_embedded is not None:  # the workers use the embedded model too
+            from personaloom.local.server import MODEL_ALIAS
+
+            self.endpoints = with_local(self.endpoints, await self.start_embedded(), MODEL_ALIAS)
+            self.llm.endpoints = self.endpoints
+        url = self.store_url
+        assert url is not None  # open_index started a server where the run names none
+        ctx.workers = await start_workers(
+            ctx, self.endpoints, self.overrides, url, self.meta, self.run_dir
+        )
+        stack.callback(ctx.workers.shutdown)
+
+    def mark_running(self) -> None:
+        """run.json says the run is running, once every file is open: readers must know it."""
+        if self.meta.get("status") != "running":
+            self.meta["status"], self.meta["stop_reason"] = "running", None
+            write_json_atomic(self.run_dir / RUN_JSON, self.meta)
+
+    def announce(self, events: EventSink, pool: list[PoolRead], avoid: AvoidSet | None) -> None:
+        """Tell the listeners the run started and what it read; from now on run.json's count
+        of what was spent is kept current."""
+        events.listeners.append(_SpentRecorder(self.run_dir, self.meta, self.budget))
         events.emit(
             "run_started",
-            run_dir=str(run_dir),
-            resumed=resumed,
-            accepted=store.accepted,
-            models={role: e.public() for role, e in endpoints.items()},
+            run_dir=str(self.run_dir),
+            resumed=self.resumed,
+            accepted=self.store.accepted,
+            models={role: e.public() for role, e in self.endpoints.items()},
         )
         for source in pool:
             events.emit("pool_loaded", **source.event())
         if avoid is not None:
             events.emit("avoid_loaded", items=len(avoid), ngrams=avoid.ngrams, ngram=avoid.ngram)
+
+    async def drive(
+        self, app: Any, snapshot: Any, ctx: Context, reviewer: Reviewer | None, started: float
+    ) -> tuple[str, str | None, dict[str, Any]]:
+        """Run the graph from its checkpoint until it ends, then end the session however the
+        graph ended: the status, the stop reason and the report."""
+        status: str = "interrupted"
+        stop_reason: str | None = "interrupted"
         try:
-            if snapshot.next:
-                graph_input: Any = None  # continue where it was cut off
-            elif values.get("status") not in (None, *RESUMABLE):
-                graph_input = None  # a finished run: nothing left to do
-            else:
-                graph_input = {"status": "running", "stop_reason": None, "outcomes": None}
-                graph_input["round"] = values.get("round", 0)
-            final = values
+            graph_input = _graph_input(snapshot)
+            final = snapshot.values or {}
             if graph_input is not None or snapshot.next:
-                final = await _drive(app, graph_input, ctx, reviewer, THREADS[engine])
+                final = await _drive(app, graph_input, ctx, reviewer, THREADS[self.spec.engine])
             status, stop_reason = final["status"], final.get("stop_reason")
         except Exception as exc:
             status, stop_reason = "error", f"{type(exc).__name__}: {exc}"
@@ -625,76 +723,68 @@ async def _session(
             if isinstance(ctx.window, Dispatcher):
                 await ctx.window.aclose()
             try:
-                report = await _end_session(
-                    spec,
-                    run_dir,
-                    meta,
-                    store,
-                    traces,
-                    index,
-                    budget,
-                    status,
-                    stop_reason,
-                    started,
-                    notice,
-                )
+                report = await self.end(status, stop_reason, started)
             except Exception as exc:
                 if status != "error":
                     raise
                 # Already failing (a full disk, most often): keep that error, not this one.
-                notice(f"warning: the end of the session was not recorded: {exc}")
-            events.emit(
+                self.notice(f"warning: the end of the session was not recorded: {exc}")
+            ctx.events.emit(
                 "run_finished",
                 status=status,
                 stop_reason=stop_reason,
-                accepted=store.accepted,
-                **budget.spent(),
+                accepted=self.store.accepted,
+                **self.budget.spent(),
             )
-    return RunResult(run_dir=run_dir, status=status, stop_reason=stop_reason, report=report)
+        return status, stop_reason, report
+
+    async def end(self, status: str, stop_reason: str | None, started: float) -> dict[str, Any]:
+        """Record how the session ended in run.json, then write the report."""
+        meta = self.meta
+        # run.json first: it is quick, and a second Ctrl-C during the slower report must not
+        # leave the run marked running.
+        meta["elapsed_seconds"] = round(
+            meta.get("elapsed_seconds", 0.0) + time.monotonic() - started, 3
+        )
+        meta["status"] = status
+        meta["stop_reason"] = stop_reason
+        meta["spent"] = self.budget.spent()
+        write_json_atomic(self.run_dir / RUN_JSON, meta)
+        try:
+            vectors = await asyncio.to_thread(self.index.vectors, SAMPLES)
+            persona_vectors = await asyncio.to_thread(self.index.vectors, PERSONAS)
+        except StoreUnavailable as exc:
+            if status != "error":  # a run that ended well ends well: Chroma is derived data
+                self.notice(f"warning: {exc}; the report leaves out the embedding measures")
+            vectors = persona_vectors = None  # type: ignore[assignment]  # the report does without
+        report = build_report(
+            self.spec,
+            self.store,
+            self.traces,
+            status=status,
+            stop_reason=stop_reason,
+            vectors=vectors,
+            spent=meta["spent"],
+            persona_vectors=persona_vectors,
+        )
+        write_report(self.run_dir, report)
+        return report
 
 
-async def _end_session(
-    spec: Spec,
-    run_dir: Path,
-    meta: dict,
-    store: RunStore,
-    traces: TraceStore,
-    index: NoveltyIndex,
-    budget: Budget,
-    status: str,
-    stop_reason: str | None,
-    started: float,
-    notice: Callable[[str], object],
-) -> dict[str, Any]:
-    """Record how the session ended in run.json, then write the report."""
-    # run.json first: it is quick, and a second Ctrl-C during the slower report must not
-    # leave the run marked running.
-    meta["elapsed_seconds"] = round(
-        meta.get("elapsed_seconds", 0.0) + time.monotonic() - started, 3
-    )
-    meta["status"] = status
-    meta["stop_reason"] = stop_reason
-    meta["spent"] = budget.spent()
-    write_json_atomic(run_dir / RUN_JSON, meta)
-    try:
-        vectors = await asyncio.to_thread(index.vectors, SAMPLES)
-        persona_vectors = await asyncio.to_thread(index.vectors, PERSONAS)
-    except StoreUnavailable as exc:
-        if status != "error":  # a run that ended well ends well: Chroma is derived data
-            notice(f"warning: {exc}; the report leaves out the embedding measures")
-        vectors = persona_vectors = None  # type: ignore[assignment]  # the report does without
-    report = build_report(
-        spec,
-        store,
-        traces,
-        status=status,
-        stop_reason=stop_reason,
-        vectors=vectors,
-        spent=meta["spent"],
-        persona_vectors=persona_vectors,
-    )
-    write_report(run_dir, report)
-    return report
+def _graph_input(snapshot: Any) -> Any:
+    """What the graph is invoked with: None to continue where it was cut off (or, for a run
+    that finished, to do nothing), else the next round's start."""
+    values = snapshot.values or {}
+    if snapshot.next:
+        return None  # continue where it was cut off
+    if values.get("status") not in (None, *RESUMABLE):
+        return None  # a finished run: nothing left to do
+    return {
+        "status": "running",
+        "stop_reason": None,
+        "outcomes": None,
+        "round": values.get("round", 0),
+    }
 
 
 class LatestCheckpoints(AsyncSqliteSaver):
