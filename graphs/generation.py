@@ -9,6 +9,7 @@ concurrent draft finished first, and a resumed commit skips what it already wrot
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
@@ -24,7 +25,7 @@ from personaloom.graphs.personas import mine_personas
 from personaloom.graphs.planner import Planner
 from personaloom.graphs.state import DraftOutcome, DraftTask, GenerationState
 from personaloom.graphs.tracing import traced
-from personaloom.vectors import SAMPLES
+from personaloom.vectors import SAMPLES, Neighbour
 
 STALL_BACKSTOP = 5  # x stall_rounds, while some open target still has a deficit
 
@@ -133,7 +134,13 @@ async def commit(state: GenerationState, runtime: Runtime[Context]) -> dict[str,
     return {"round": state.get("round", 0) + 1, "outcomes": None, "idle_rounds": idle}
 
 
-async def commit_outcome(ctx: Context, outcome: DraftOutcome) -> tuple[dict[str, Any] | None, bool]:
+# The nearest committed sample a draft's own novelty check could not see (see ``_accept``).
+Unseen = Callable[[list[float]], Neighbour | None]
+
+
+async def commit_outcome(
+    ctx: Context, outcome: DraftOutcome, unseen: Unseen | None = None
+) -> tuple[dict[str, Any] | None, bool]:
     """Write one finished draft: (its dataset or rejected.jsonl row, whether accepted); no row
     for an aborted draft. A draft written before a crash is not written again."""
     task = outcome.task
@@ -145,7 +152,7 @@ async def commit_outcome(ctx: Context, outcome: DraftOutcome) -> tuple[dict[str,
         accepted = task.draft_id in ctx.store.dataset.ids
         rows = ctx.store.dataset.rows if accepted else ctx.store.rejected.rows
         return next(r for r in reversed(rows) if r["id"] == task.draft_id), accepted
-    if outcome.status == "accepted" and (sample := await _accept(ctx, outcome)):
+    if outcome.status == "accepted" and (sample := await _accept(ctx, outcome, unseen)):
         return sample, True
     return _reject(ctx, outcome), False
 
@@ -182,17 +189,29 @@ def apply_review(outcomes: list[DraftOutcome], rejected: list[str]) -> None:
             outcome.details = "rejected in review"
 
 
-async def _accept(ctx: Context, outcome: DraftOutcome) -> dict[str, Any] | None:
+async def _accept(
+    ctx: Context, outcome: DraftOutcome, unseen: Unseen | None = None
+) -> dict[str, Any] | None:
     """Write an accepted draft, unless a draft committed before it is too close (the sample
-    written, or None with the outcome turned into a rejection)."""
+    written, or None with the outcome turned into a rejection).
+
+    The draft's own novelty check compared this very embedding with every sample it could
+    see and found none too close, so only the samples it could not see can be: ``unseen``
+    (the streaming engine's, those its window hid) gives the nearest of those, an exact
+    comparison with a few vectors instead of a second query of the whole store. Without it
+    (the batch engine), or without the checked embedding, the whole store is asked."""
     task = outcome.task
     record = outcome.record or {}
     vector = outcome.embedding
-    if vector is None:
-        vector = (await asyncio.to_thread(ctx.embedder.embed, [records.text_of(ctx.spec, record)]))[
-            0
-        ]
-    neighbour = await asyncio.to_thread(ctx.index.nearest, SAMPLES, vector, exclude=task.draft_id)
+    if vector is not None and unseen is not None:
+        neighbour = unseen(vector)
+    else:
+        if vector is None:
+            text = records.text_of(ctx.spec, record)
+            vector = outcome.embedding = (await asyncio.to_thread(ctx.embedder.embed, [text]))[0]
+        neighbour = await asyncio.to_thread(
+            ctx.index.nearest, SAMPLES, vector, exclude=task.draft_id
+        )
     if neighbour and neighbour.similarity >= ctx.novelty_threshold:
         outcome.status, outcome.reason = "rejected", RejectReason.NEAR_DUPLICATE
         outcome.details = f"too similar ({neighbour.similarity:.2f}) to sample {neighbour.id}"

@@ -40,7 +40,7 @@ from personaloom.graphs.personas import mine_personas
 from personaloom.graphs.state import DraftOutcome, DraftTask, GenerationState
 from personaloom.graphs.tracing import traced
 from personaloom.graphs.window import HiddenFrom, StreamPlanner
-from personaloom.vectors import SAMPLES
+from personaloom.vectors import SAMPLES, Neighbour, nearest_among
 
 # When the pool runs short, mine for this many rounds of drafts, not one: every visit to
 # mine_personas stops dispatch for a round trip or two, and at a 200 ms endpoint mining one
@@ -61,7 +61,9 @@ class Dispatcher:
         self.running: dict[int, asyncio.Task[None]] = {}
         self.finished: dict[int, DraftOutcome] = {}
         self.skipped: set[int] = set()
-        self.recent: dict[int, tuple[str, str]] = {}  # seq -> (sample id, opening), accepted
+        # Accepted this session, from the window's edge on: seq -> its sample's id, opening,
+        # embedding and text (the embedding None for a draft written before a crash).
+        self.recent: dict[int, tuple[str, str, list[float] | None, str]] = {}
         self.prior = frozenset(ctx.store.dataset.ids)  # accepted before this session: all seen
         self._commit_lock = asyncio.Lock()
         self._drafts = build_draft_graph().compile(checkpointer=False)
@@ -73,7 +75,19 @@ class Dispatcher:
         return HiddenFrom(self.prior, horizon, self.concurrency)
 
     def hidden_openings(self, horizon: int) -> Counter[str]:
-        return Counter(start for seq, (_, start) in self.recent.items() if seq >= horizon)
+        return Counter(start for seq, (_, start, *_) in self.recent.items() if seq >= horizon)
+
+    def unseen(self, task: DraftTask, vector: list[float]) -> Neighbour | None:
+        """The nearest sample committed since ``task``'s novelty check that the check could
+        not see (the samples ``hidden`` hid from it): the only ones left to compare with."""
+        assert task.horizon is not None
+        hidden = self.hidden(task.horizon)
+        rows = {
+            id_: (embedding, text)
+            for seq, (id_, _, embedding, text) in self.recent.items()
+            if seq >= task.horizon and embedding is not None and id_ in hidden
+        }
+        return nearest_among(rows, vector, lambda id_: id_ == task.draft_id)
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -212,11 +226,14 @@ class Dispatcher:
                     await self._commit(seq, outcome)
 
     async def _commit(self, seq: int, outcome: DraftOutcome) -> None:
-        row, accepted = await commit_outcome(self.ctx, outcome)
+        task = outcome.task
+        unseen = (lambda vector: self.unseen(task, vector)) if task.horizon is not None else None
+        row, accepted = await commit_outcome(self.ctx, outcome, unseen)
         self.plans.record(seq, row, accepted)
         if accepted and row is not None:
             start = records.opening(self.ctx.spec, row["output"])
-            self.recent[seq] = (row["id"], start)
+            text = records.text_of(self.ctx.spec, row["output"])
+            self.recent[seq] = (row["id"], start, outcome.embedding, text)
             if self.ctx.workers is not None:  # the workers' pre-checks see it from now on
                 self.ctx.workers.committed(seq, row["id"], start)
                 await asyncio.to_thread(self.ctx.index.flush, SAMPLES)

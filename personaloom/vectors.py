@@ -397,7 +397,7 @@ class NoveltyIndex:
         def skip(id_: str) -> bool:
             return id_ == exclude or id_ in hide
 
-        best = _nearest_in(pending, embedding, skip)
+        best = nearest_among(pending, embedding, skip)
         if stored:
             found = self._query(collection, embedding, lambda i: i in pending or skip(i))
             if found is not None and (best is None or found.similarity > best.similarity):
@@ -518,12 +518,13 @@ class NoveltyIndex:
         }
 
 
-def _nearest_in(
-    rows: dict[str, tuple[list[float], str, dict[str, Any] | None]],
+def nearest_among(
+    rows: Mapping[str, tuple[Any, ...]],
     embedding: list[float],
-    skip: Callable[[str], bool],
+    skip: Callable[[str], bool] = lambda _: False,
 ) -> Neighbour | None:
-    """Exact cosine nearest neighbour among buffered rows."""
+    """Exact cosine nearest neighbour among ``rows`` (id -> (vector, document, ...)), passing
+    over the ids ``skip`` names: the buffered adds, or any few vectors a caller holds."""
     ids = [id_ for id_ in rows if not skip(id_)]
     if not ids:
         return None

@@ -145,3 +145,40 @@ def test_review_mode_asks_before_writing(make_spec, tmp_path: Path) -> None:
     assert rejected[asked[0]] == "human_rejected"
     accepted = {s["id"] for s in read_jsonl(result.run_dir / "dataset.jsonl")}
     assert accepted and accepted <= set(asked)
+
+
+def test_copies_in_the_window_are_caught_at_commit(
+    make_spec, responder: PersonaloomResponder, tmp_path: Path
+) -> None:
+    """A draft's novelty check cannot see the samples of the drafts in its window; its commit
+    compares it with those (and only those, since its check saw the rest): copies written by
+    drafts in flight together are rejected then, and no accepted pair is a near-duplicate."""
+    import numpy as np
+
+    from personaloom.vectors import SAMPLES, NoveltyIndex, discard_clients
+
+    responder.duplicate_every = 3  # every third writer request is one fixed text
+    spec = make_spec(traits=TRAITS, personas=PERSONAS, concurrency=8, critic={"max_revisions": 0})
+    result = run(spec, out=tmp_path / "run", notice=lambda text: None)
+    assert result.status == "complete"
+    traces = TraceStore(result.run_dir / "traces.sqlite")
+    checked = {e["sample_id"]: e["data"] for e in traces.events("novelty")}
+    copies = [
+        r for r in read_jsonl(result.run_dir / "rejected.jsonl") if r["reason"] == "near_duplicate"
+    ]
+    at_commit = [r for r in copies if not checked[r["id"]]["duplicate"]]
+    assert at_commit, "some copy must pass its own check (its twin in flight) and fail at commit"
+    samples = list(read_jsonl(result.run_dir / "dataset.jsonl"))
+    seqs = {s["id"]: i for i, s in enumerate(samples)}
+    assert all(r["novelty"]["neighbour_id"] in seqs for r in at_commit)
+    index = NoveltyIndex(result.run_dir / "chroma")
+    try:
+        vectors = index.vectors(SAMPLES)
+    finally:
+        discard_clients(result.run_dir / "chroma")
+    matrix = np.asarray([vectors[s["id"]] for s in samples], dtype=float)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    similarity = matrix @ matrix.T
+    np.fill_diagonal(similarity, -1.0)
+    threshold = next(iter(checked.values()))["threshold"]
+    assert similarity.max() < threshold, "a near-duplicate pair was accepted"
