@@ -11,6 +11,7 @@ from typing import Any
 
 from personaloom.prices import Prices, cost_report
 from personaloom.records import main_text
+from personaloom.report import openings_lines
 from personaloom.spec import Spec
 from personaloom.store import BASELINE, BASELINE_TRACES, RunStore, StoreError, read_jsonl
 from personaloom.traces import TraceStore
@@ -209,11 +210,5 @@ def markdown_lines(section: dict[str, Any]) -> list[str]:
             f"{winner} | {meaning} |"
         )
     openings = section["diversity"].get("top_openings") or []
-    if openings:
-        lines += [
-            "",
-            "The baseline's most common openings: "
-            + ", ".join(f'"{o["opening"]}" ×{o["count"]}' for o in openings)
-            + ".",
-        ]
+    lines += openings_lines(openings, lead="The baseline's most common openings")
     return [*lines, ""]

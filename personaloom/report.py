@@ -537,15 +537,17 @@ def _diversity_lines(div: dict[str, Any]) -> list[str]:
         lines += ["", "| vocabulary | words used | list size | coverage |", "|---|---:|---:|---:|"]
         for part, e in vocab.items():
             lines.append(f"| {part} | {e.get('used')} | {e.get('size')} | {_pct(e.get('share'))} |")
-    openings = div.get("top_openings") or []
-    if openings:
-        lines += [
-            "",
-            "Most common openings: "
-            + ", ".join(f'"{o["opening"]}" ×{o["count"]}' for o in openings)
-            + ".",
-        ]
+    lines += openings_lines(div.get("top_openings") or [])
     return [*lines, ""]
+
+
+def openings_lines(openings: list[dict[str, Any]], lead: str = "Most common openings") -> list[str]:
+    """report.md's paragraph naming the most common openings and their counts (none, no
+    lines); the baseline's section has one too."""
+    if not openings:
+        return []
+    listed = ", ".join(f'"{o["opening"]}" ×{o["count"]}' for o in openings)
+    return ["", f"{lead}: {listed}."]
 
 
 def write_report(run_dir: Path, report: dict[str, Any]) -> Path:
