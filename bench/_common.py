@@ -8,6 +8,7 @@ prints a short table on stdout, writes ``<out>/<name>.json`` (``--out``, default
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -23,12 +24,26 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 from typing import Any
-
-import yaml
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
+
+
+def _load_specs() -> ModuleType:
+    """personaloom/testing/specs.py of this working tree, loaded by its path, not imported:
+    compare.py runs these scripts with an older personaloom first on the path (which may
+    have no such module), and both of its sides must run the same spec."""
+    path = REPO / "personaloom" / "testing" / "specs.py"
+    found = importlib.util.spec_from_file_location("_bench_specs", path)
+    assert found is not None and found.loader is not None
+    module = importlib.util.module_from_spec(found)
+    found.loader.exec_module(module)
+    return module
+
+
+specs = _load_specs()  # the spec the tests run too (story_spec), and its writer
 RESULTS_DIR = BENCH_DIR / "results"
 PACKAGES = ("personaloom", "langgraph", "langchain-openai", "chromadb", "numpy", "torch")
 
@@ -278,50 +293,32 @@ def write_spec(
     persona, 4 drafts each, so persona mining is a small share of the calls, as in a long run.
     """
     per_value = max(1, -(-samples // 4))
-    (folder / "corpus").mkdir(parents=True, exist_ok=True)
-    (folder / "corpus.jsonl").write_text(
-        "".join(json.dumps({"text": t}) + "\n" for t in corpus_texts(texts))
-    )
-    (folder / "nouns.txt").write_text("\n".join(NOUNS) + "\n")
-    (folder / "verbs.txt").write_text("\n".join(VERBS) + "\n")
-    spec: dict[str, Any] = {
-        "name": name,
-        "task": {
-            "instruction": "Write a short story for a small child.",
-            "output": {"title": "str", "story": "str"},
-            "length": {"min_words": 10, "max_words": 400},
-        },
-        "corpus": [{"jsonl": "corpus.jsonl", "field": "text"}],
-        "personas": {"per_text": 4, "relate_depth": 1, "relate_per_persona": 4, "max_uses": 4},
-        "traits": {
+    spec = specs.story_spec(
+        base_url,
+        name=name,
+        instruction="Write a short story for a small child.",
+        endpoint={"model": "scripted", "timeout": 60, "structured_output": "json_schema"},
+        corpus=[{"jsonl": "corpus.jsonl", "field": "text"}],
+        personas={"per_text": 4, "relate_depth": 1, "relate_per_persona": 4, "max_uses": 4},
+        traits={
             "feature": {"values": FEATURES, "target": per_value},
             "setting": {"values": SETTINGS, "target": per_value},
         },
-        "vocabulary": {"noun": "nouns.txt", "verb": "verbs.txt"},
-        "novelty": {"threshold": 0.9},
-        "critic": {"min_score": 3, "max_revisions": max_revisions},
+        critic={"min_score": 3, "max_revisions": max_revisions},
         **({"engine": engine} if engine else {}),
-        "budget": {"max_calls": max_calls or 40 * samples + 200},
-        "models": {
-            "default": {
-                "base_url": base_url,
-                "model": "scripted",
-                "timeout": 60,
-                "max_retries": 2,
-                "structured_output": "json_schema",
-            }
-        },
-        "embeddings": {"provider": embeddings, "model": "scripted-embed"}
+        budget={"max_calls": max_calls or 40 * samples + 200},
+        embeddings={"provider": embeddings, "model": "scripted-embed"}
         if embeddings == "openai"
         else {"provider": "local"},
-        "cache": {"dir": str(cache_dir)},
-        "concurrency": concurrency,
-        "seed": 0,
+        cache={"dir": str(cache_dir)},
+        concurrency=concurrency,
+    )
+    files = {
+        "corpus.jsonl": "".join(json.dumps({"text": t}) + "\n" for t in corpus_texts(texts)),
+        "nouns.txt": specs.words_file(NOUNS),
+        "verbs.txt": specs.words_file(VERBS),
     }
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
+    return specs.write_spec(folder, spec, files)
 
 
 def bench_env() -> None:

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from personaloom.testing.scripted import PersonaloomResponder, ScriptedEndpoint
+from personaloom.testing.specs import corpus_files, story_spec, words_file, write_spec
 
 REPO = Path(__file__).resolve().parents[1]
 TIMING_ENV = "PERSONALOOM_TIMING_TESTS"
@@ -30,6 +30,8 @@ TEXTS = [
     "The bakery raises bread prices by ten cents; rye flour doubled in cost since the spring.",
     "Trail report: the ridge path is icy above the second hut, crampons strongly recommended.",
 ]
+NOUNS = ["dog", "ball", "boat", "hat", "cake"]
+VERBS = ["jump", "run", "sing"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -78,42 +80,15 @@ SpecFactory = Callable[..., Path]
 def make_spec(tmp_path: Path, endpoint: ScriptedEndpoint) -> SpecFactory:
     """Write a small spec (and its corpus) aimed at the scripted endpoint; returns its path.
 
-    Keyword arguments replace top-level sections of the default spec.
+    Keyword arguments replace top-level sections of ``story_spec``'s.
     """
 
     def factory(name: str = "unit", **sections: Any) -> Path:
-        folder = tmp_path / name
-        (folder / "corpus").mkdir(parents=True, exist_ok=True)
-        for i, text in enumerate(TEXTS):
-            (folder / "corpus" / f"{i:02d}.txt").write_text(text + "\n")
-        (folder / "nouns.txt").write_text("dog\nball\nboat\nhat\ncake\n")
-        (folder / "verbs.txt").write_text("jump\nrun\nsing\n")
-        spec: dict[str, Any] = {
-            "name": name,
-            "task": {
-                "instruction": "Write a short story.",
-                "output": {"title": "str", "story": "str"},
-                "length": {"min_words": 10, "max_words": 400},
-            },
-            "corpus": [{"path": "corpus/*.txt"}],
-            "personas": {"per_text": 2, "relate_depth": 1, "relate_per_persona": 2, "max_uses": 1},
-            "traits": {
-                "feature": {"values": ["dialogue", "moral"], "target": 2},
-                "setting": {"values": ["forest", "sea"], "target": 2},
-            },
-            "vocabulary": {"noun": "nouns.txt", "verb": "verbs.txt"},
-            "novelty": {"threshold": 0.9},
-            "critic": {"min_score": 3, "max_revisions": 1},
-            "budget": {"max_calls": 200},
-            "models": {"default": {"base_url": endpoint.base_url, "timeout": 10, "max_retries": 2}},
-            "embeddings": {"provider": "openai", "model": "scripted-embed"},
-            "concurrency": 2,
-            "seed": 0,
-        }
-        spec.update(sections)
-        path = folder / "spec.yaml"
-        path.write_text(yaml.safe_dump(spec, sort_keys=False))
-        return path
+        files = corpus_files(TEXTS)
+        files |= {"nouns.txt": words_file(NOUNS), "verbs.txt": words_file(VERBS)}
+        return write_spec(
+            tmp_path / name, story_spec(endpoint.base_url, name=name, **sections), files
+        )
 
     return factory
 

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from personaloom.runner import run
 from personaloom.testing.scripted import PersonaloomResponder, ScriptedEndpoint
+from personaloom.testing.specs import corpus_files, story_spec, words_file, write_spec
 
 BASE_TS = 1_795_600_800.0  # 2026-11-25 10:00:00 UTC: every time shown in a snapshot
 CLOCK = BASE_TS + 600  # the snapshots' "now"
@@ -52,42 +52,20 @@ def _utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def spec_dict(base_url: str, **sections: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "name": "stories",
-        "task": {
-            "instruction": "Write a short story.",
-            "output": {"title": "str", "story": "str"},
-            "length": {"min_words": 10, "max_words": 400},
-        },
-        "corpus": [{"path": "corpus/*.txt"}],
-        "personas": {"per_text": 2, "relate_depth": 1, "relate_per_persona": 2, "max_uses": 1},
+    """The shared story spec with three features, a joint target, no verbs and one draft at a
+    time; keyword arguments replace top-level sections."""
+    defaults: dict[str, Any] = {
         "traits": {
             "feature": {"values": ["dialogue", "moral", "twist"], "target": 2},
             "setting": {"values": ["forest", "sea"], "target": 3},
         },
         "joint": [{"traits": ["feature", "setting"], "target": 1}],
         "vocabulary": {"noun": "nouns.txt"},
-        "novelty": {"threshold": 0.9},
         "critic": {"min_score": 3, "max_revisions": 0},
-        "budget": {"max_calls": 200},
-        "models": {"default": {"base_url": base_url, "timeout": 10, "max_retries": 2}},
-        "embeddings": {"provider": "openai", "model": "scripted-embed"},
         "cache": {"enabled": False},
         "concurrency": 1,
-        "seed": 0,
     }
-    spec.update(sections)
-    return spec
-
-
-def write_spec(folder: Path, spec: dict[str, Any]) -> Path:
-    (folder / "corpus").mkdir(parents=True, exist_ok=True)
-    for i, text in enumerate(CORPUS):
-        (folder / "corpus" / f"{i:02d}.txt").write_text(text + "\n")
-    (folder / "nouns.txt").write_text("dog\nball\nboat\nhat\ncake\n")
-    path = folder / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
+    return story_spec(base_url, name="stories", **{**defaults, **sections})
 
 
 def fix_times(run_dir: Path) -> None:
@@ -123,6 +101,10 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         spec = write_spec(
             root / "spec",
             spec_dict(server.base_url, critic={"min_score": 3, "max_revisions": 1}, engine="batch"),
+            {
+                **corpus_files(CORPUS),
+                "nouns.txt": words_file(["dog", "ball", "boat", "hat", "cake"]),
+            },
         )
         result = run(spec, out=root / "run", notice=lambda text: None)
     assert result.status == "complete" and result.report["rejected"] > 0
