@@ -17,11 +17,12 @@ from typing import Any
 
 from typing_extensions import TypeIs
 
+from personaloom.embeddings import embed_async
 from personaloom.vectors import AVOID, Neighbour
 
 
 async def embed(ctx, text: str) -> list[float]:
-    (vector,) = await asyncio.to_thread(ctx.embedder.embed, [text])
+    (vector,) = await embed_async(ctx.embedder, [text])
     return list(vector)
 
 

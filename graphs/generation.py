@@ -19,6 +19,7 @@ from langgraph.types import Send, interrupt
 from personaloom import records
 from personaloom.agents import critic
 from personaloom.agents.models import RejectReason
+from personaloom.embeddings import embed_async
 from personaloom.graphs.context import Context
 from personaloom.graphs.drafting import build_draft_graph
 from personaloom.graphs.personas import mine_personas
@@ -208,7 +209,7 @@ async def _accept(
     else:
         if vector is None:
             text = records.text_of(ctx.spec, record)
-            vector = outcome.embedding = (await asyncio.to_thread(ctx.embedder.embed, [text]))[0]
+            vector = outcome.embedding = (await embed_async(ctx.embedder, [text]))[0]
         neighbour = await asyncio.to_thread(
             ctx.index.nearest, SAMPLES, vector, exclude=task.draft_id
         )

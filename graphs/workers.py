@@ -219,7 +219,7 @@ class DraftWorker:
 
     async def _build(self) -> Context:
         from personaloom.avoid import load_avoid
-        from personaloom.embeddings import make_embedder
+        from personaloom.embeddings import aclose_embedder, make_embedder
         from personaloom.graphs.context import Context
         from personaloom.graphs.drafting import build_draft_graph
         from personaloom.llm.cache import open_cache
@@ -239,6 +239,7 @@ class DraftWorker:
         )
         stack.push_async_callback(llm.aclose)
         embedder = make_embedder(spec, setup.overrides, setup.endpoints, cache)
+        stack.push_async_callback(aclose_embedder, embedder)
         index = await asyncio.to_thread(
             NoveltyIndex, url=setup.store_url, prefix=setup.store_prefix
         )

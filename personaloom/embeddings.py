@@ -1,17 +1,24 @@
 """Embedders: the local MiniLM (``personaloom[local]``) or an OpenAI-compatible endpoint.
 
-An embedder is anything with ``name`` and ``embed(texts) -> list[list[float]]`` (synchronous:
-graph nodes call it in a worker thread). ``CachedEmbedder`` keeps vectors in the reply cache,
-so a rerun or a resume does not embed the same text twice.
+An embedder is anything with ``name`` and ``embed(texts) -> list[list[float]]``. One may also
+have ``aembed``, the same on the event loop: the endpoint's does, so a draft's embedding request
+does not cost a worker thread and a second HTTP stack; ``embed_async`` uses it when there is one
+and runs ``embed`` in a worker thread when not (local MiniLM, whose encoding is the work).
+``CachedEmbedder`` keeps vectors in the reply cache, so a rerun or a resume does not embed the
+same text twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Protocol
 
+import httpx
 import openai
 from pydantic import SecretStr
 
@@ -29,6 +36,22 @@ class Embedder(Protocol):
     def embed(self, texts: list[str]) -> list[list[float]]: ...
 
 
+async def embed_async(embedder: Embedder, texts: list[str]) -> list[list[float]]:
+    """``embedder.aembed(texts)`` if it has one, else ``embed`` in a worker thread."""
+    aembed: Callable[[list[str]], Awaitable[list[list[float]]]] | None
+    aembed = getattr(embedder, "aembed", None)
+    if aembed is not None:
+        return await aembed(texts)
+    return await asyncio.to_thread(embedder.embed, texts)
+
+
+async def aclose_embedder(embedder: Embedder) -> None:
+    """Close what ``aembed`` opened (an HTTP client bound to this event loop), if anything."""
+    aclose: Callable[[], Awaitable[None]] | None = getattr(embedder, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
 EMBED_BATCH = 256  # texts per embedding request when many are embedded at once
 
 
@@ -39,6 +62,15 @@ def embed_all(embedder: Embedder, texts: list[str]) -> list[list[float]]:
     for start in range(0, len(texts), EMBED_BATCH):
         vectors.extend(embedder.embed(texts[start : start + EMBED_BATCH]))
     return vectors
+
+
+@contextmanager
+def _json_replies() -> Iterator[None]:
+    """A reply body that is not JSON is a malformed reply (retried), not a crash."""
+    try:
+        yield
+    except json.JSONDecodeError as exc:
+        raise MalformedReply(f"the reply body is not JSON: {exc}") from None
 
 
 class OpenAIEmbedder:
@@ -64,31 +96,62 @@ class OpenAIEmbedder:
         self._where = f"the embeddings endpoint {public_url(base_url) or 'of the OpenAI API'}"
         self._model = model
         self.max_retries = max_retries
-        self._client = OpenAIEmbeddings(
-            model=model,
-            openai_api_base=base_url,
-            openai_api_key=api_key or SecretStr("not-needed"),
-            request_timeout=timeout,
-            max_retries=0,
+        self._settings: dict[str, Any] = {
+            "model": model,
+            "openai_api_base": base_url,
+            "openai_api_key": api_key or SecretStr("not-needed"),
+            "request_timeout": timeout,
+            "max_retries": 0,
             # Send text, not tiktoken ids: non-OpenAI servers expect strings.
-            check_embedding_ctx_length=False,
-        )
+            "check_embedding_ctx_length": False,
+        }
+        self._timeout = timeout
+        self._client = OpenAIEmbeddings(**self._settings)
+        # aembed's: its own HTTP client, made on first use in the event loop it serves (an
+        # httpx.AsyncClient belongs to one loop) and closed by aclose.
+        self._async: tuple[OpenAIEmbeddings, httpx.AsyncClient] | None = None
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         failures = 0
         while True:
             try:
-                try:
+                with _json_replies():
                     return self._client.embed_documents(texts)
-                except json.JSONDecodeError as exc:
-                    raise MalformedReply(f"the reply body is not JSON: {exc}") from None
             except RETRYABLE as exc:
                 failures += 1
-                if failures > self.max_retries:
-                    raise self._failed(exc, f"after {failures} attempts") from None
-                time.sleep(retry_delay(exc, failures))
+                time.sleep(self._delay(exc, failures))
             except openai.APIError as exc:
                 raise self._failed(exc, "") from None
+
+    async def aembed(self, texts: list[str]) -> list[list[float]]:
+        if self._async is None:
+            from langchain_openai import OpenAIEmbeddings
+
+            http = httpx.AsyncClient(timeout=self._timeout)
+            self._async = OpenAIEmbeddings(**self._settings, http_async_client=http), http
+        client = self._async[0]
+        failures = 0
+        while True:
+            try:
+                with _json_replies():
+                    return await client.aembed_documents(texts)
+            except RETRYABLE as exc:
+                failures += 1
+                await asyncio.sleep(self._delay(exc, failures))
+            except openai.APIError as exc:
+                raise self._failed(exc, "") from None
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            _, http = self._async
+            self._async = None
+            await http.aclose()
+
+    def _delay(self, exc: Exception, failures: int) -> float:
+        """How long to wait before attempt ``failures + 1``, or the error when none is left."""
+        if failures > self.max_retries:
+            raise self._failed(exc, f"after {failures} attempts") from None
+        return retry_delay(exc, failures)
 
     def _failed(self, exc: Exception, attempts: str) -> EndpointError:
         return EndpointError(
@@ -105,15 +168,33 @@ class CachedEmbedder:
         self.cache = cache
 
     def embed(self, texts: list[str]) -> list[list[float]]:
+        keys, found, missing = self._lookup(texts)
+        if missing:
+            self._keep(keys, found, missing, self.inner.embed([texts[i] for i in missing]))
+        return found  # type: ignore[return-value]
+
+    async def aembed(self, texts: list[str]) -> list[list[float]]:
+        keys, found, missing = self._lookup(texts)
+        if missing:
+            fresh = await embed_async(self.inner, [texts[i] for i in missing])
+            self._keep(keys, found, missing, fresh)
+        return found  # type: ignore[return-value]
+
+    async def aclose(self) -> None:
+        await aclose_embedder(self.inner)
+
+    def _lookup(self, texts: list[str]) -> tuple[list[str], list[Any], list[int]]:
+        """The texts' cache keys, their cached vectors (None: not cached), the missing ones."""
         keys = [digest({"embedder": self.name, "text": text}) for text in texts]
         found = [self.cache.get(key) for key in keys]
-        missing = [i for i, vector in enumerate(found) if vector is None]
-        if missing:
-            fresh = self.inner.embed([texts[i] for i in missing])
-            for i, vector in zip(missing, fresh, strict=True):
-                found[i] = vector
-                self.cache.set(keys[i], vector)
-        return found  # type: ignore[return-value]
+        return keys, found, [i for i, vector in enumerate(found) if vector is None]
+
+    def _keep(
+        self, keys: list[str], found: list[Any], missing: list[int], fresh: list[list[float]]
+    ) -> None:
+        for i, vector in zip(missing, fresh, strict=True):
+            found[i] = vector
+            self.cache.set(keys[i], vector)
 
 
 def make_embedder(

@@ -30,7 +30,7 @@ from personaloom.agents.models import DraftOutcome, DraftTask
 from personaloom.avoid import AvoidSet, load_avoid
 from personaloom.control import Reviewer, RunControl
 from personaloom.corpus import Corpus
-from personaloom.embeddings import Embedder, embed_all, make_embedder
+from personaloom.embeddings import Embedder, aclose_embedder, embed_all, make_embedder
 from personaloom.endpoints import (
     ConfigError,
     Overrides,
@@ -554,6 +554,7 @@ class _Session:
                 self.endpoints, self.run_dir, stack, niceness
             )
         self.embedder = make_embedder(self.spec, self.overrides, self.endpoints, self.cache)
+        stack.push_async_callback(aclose_embedder, self.embedder)
 
     async def reach_server(self) -> None:
         """The run's Chroma server, if it has one, recorded in ``meta`` and answering."""
