@@ -24,6 +24,7 @@ from pydantic import SecretStr
 
 from personaloom.llm.cache import ReplyCache, digest, public_url
 from personaloom.llm.client import RETRYABLE, EndpointError, MalformedReply, retry_delay
+from personaloom.llm.http import async_client
 
 if TYPE_CHECKING:
     from personaloom.endpoints import Overrides
@@ -127,7 +128,7 @@ class OpenAIEmbedder:
         if self._async is None:
             from langchain_openai import OpenAIEmbeddings
 
-            http = httpx.AsyncClient(timeout=self._timeout)
+            http = async_client(max_connections=100, timeout=self._timeout)
             self._async = OpenAIEmbeddings(**self._settings, http_async_client=http), http
         client = self._async[0]
         failures = 0
@@ -171,14 +172,14 @@ class CachedEmbedder:
         keys, found, missing = self._lookup(texts)
         if missing:
             self._keep(keys, found, missing, self.inner.embed([texts[i] for i in missing]))
-        return found  # type: ignore[return-value]
+        return found
 
     async def aembed(self, texts: list[str]) -> list[list[float]]:
         keys, found, missing = self._lookup(texts)
         if missing:
             fresh = await embed_async(self.inner, [texts[i] for i in missing])
             self._keep(keys, found, missing, fresh)
-        return found  # type: ignore[return-value]
+        return found
 
     async def aclose(self) -> None:
         await aclose_embedder(self.inner)

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import httpx
 import openai
 from langchain_core.messages import AIMessage
 from langchain_openai import ChatOpenAI
@@ -25,6 +24,7 @@ from pydantic import BaseModel, SecretStr
 from personaloom.llm import structured
 from personaloom.llm.budget import Budget, BudgetExhausted
 from personaloom.llm.cache import ReplyCache, digest, public_url
+from personaloom.llm.http import async_client
 from personaloom.llm.structured import ParseError, Strategy
 from personaloom.prompts import PromptTemplate
 from personaloom.traces import CallRecord, TraceStore
@@ -147,8 +147,8 @@ class LLM:
         self._chats: dict[str, ChatOpenAI] = {}
         # Our own HTTP client: langchain-openai's default one is cached per process and
         # bound to the first event loop, which breaks a second ``asyncio.run`` in a script.
-        self._http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=max(concurrency, 1) * 2),
+        self._http = async_client(
+            max_connections=max(concurrency, 1) * 2,
             timeout=max((e.timeout for e in endpoints.values()), default=60.0),
         )
         # For `auto`: the strategy that worked per (base_url, model), learnt by probing.
