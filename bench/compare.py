@@ -43,6 +43,14 @@ HEADLINES: dict[str, list[tuple[str, tuple[Any, ...]]]] = {
         ("first run, s", ("first_wall_s",)),
         ("second run, s", ("second_wall_s",)),
     ],
+    # With --skip-local (rows: fixed 16, fixed 64, long tail 16, cpu).
+    "engines": [
+        ("stream, 200 ms endpoint, c16: share of ideal", ("rows", 0, "stream", "efficiency")),
+        ("stream, 200 ms endpoint, c64: share of ideal", ("rows", 1, "stream", "efficiency")),
+        ("stream, long tail, c16: share of ideal", ("rows", 2, "stream", "efficiency")),
+        ("stream, CPU ms per sample, c1", ("rows", 3, "stream", "cpu_ms_per_sample")),
+        ("batch, CPU ms per sample, c1", ("rows", 3, "batch", "cpu_ms_per_sample")),
+    ],
 }
 
 
