@@ -22,7 +22,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, SecretStr
 
 from personaloom.llm import structured
-from personaloom.llm.budget import Budget, BudgetExhausted
+from personaloom.llm.budget import Budget
 from personaloom.llm.cache import ReplyCache, digest, public_url
 from personaloom.llm.http import async_client
 from personaloom.llm.structured import ParseError, Strategy
@@ -280,22 +280,14 @@ class LLM:
             if hit is not None:
                 raw, record.cache_hit = hit["raw"], True
             else:
-                started = time.perf_counter()
                 try:
-                    raw, usage = await self._request(role, endpoint, messages, params, options)
-                except BudgetExhausted:
-                    raise
+                    raw = await self._fetch(role, endpoint, messages, params, options, record)
                 except _REQUEST_ERRORS as exc:
                     failures += 1
                     # Raises unless the request is to be sent again.
-                    self._failed(exc, record, endpoint, started, failures, probing and attempt == 1)
+                    self._failed(exc, record, endpoint, failures, probing and attempt == 1)
                     await asyncio.sleep(retry_delay(exc, failures))
                     continue
-                record.latency_ms = (time.perf_counter() - started) * 1000
-                self._answered.add(endpoint.base_url)
-                self._timeouts.pop(endpoint.base_url, None)
-                record.prompt_tokens = usage.get("input_tokens")
-                record.completion_tokens = usage.get("output_tokens")
                 if self.cache is not None:
                     # Every reply, parseable or not: a rerun then replays the same repairs.
                     self.cache.set(key, {"raw": raw})
@@ -318,12 +310,33 @@ class LLM:
             self.traces.record_call(record)
             return result
 
+    async def _fetch(
+        self,
+        role: str,
+        endpoint: Endpoint,
+        messages: list[dict[str, str]],
+        params: dict[str, Any],
+        options: dict[str, Any],
+        record: CallRecord,
+    ) -> str:
+        """The reply to one request the cache could not answer, its latency and tokens in
+        ``record`` (a request that failed: its latency, for ``_failed``)."""
+        started = time.perf_counter()
+        try:
+            raw, usage = await self._request(role, endpoint, messages, params, options)
+        finally:
+            record.latency_ms = (time.perf_counter() - started) * 1000
+        self._answered.add(endpoint.base_url)
+        self._timeouts.pop(endpoint.base_url, None)
+        record.prompt_tokens = usage.get("input_tokens")
+        record.completion_tokens = usage.get("output_tokens")
+        return raw
+
     def _failed(
         self,
         exc: Exception,
         record: CallRecord,
         endpoint: Endpoint,
-        started: float,
         failures: int,
         first_probe: bool,
     ) -> None:
@@ -340,11 +353,9 @@ class LLM:
             ) from None
         if isinstance(exc, openai.BadRequestError):
             record.status, record.error = "error", f"bad request: {exc.message}"
-            record.latency_ms = (time.perf_counter() - started) * 1000
             self.traces.record_call(record)
             raise _Unsupported(exc.message) from None
         record.status, record.error = "error", f"{type(exc).__name__}: {exc}"
-        record.latency_ms = (time.perf_counter() - started) * 1000
         self.traces.record_call(record)
         self.budget.refund()  # no reply: nothing was served or paid for
         if isinstance(exc, openai.APITimeoutError):
