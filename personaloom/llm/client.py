@@ -281,7 +281,7 @@ class LLM:
                 raw, record.cache_hit = hit["raw"], True
             else:
                 try:
-                    raw = await self._fetch(role, endpoint, messages, params, options, record)
+                    raw = await self._request(role, endpoint, messages, params, options, record)
                 except _REQUEST_ERRORS as exc:
                     failures += 1
                     # Raises unless the request is to be sent again.
@@ -309,28 +309,6 @@ class LLM:
             record.parsed = result.model_dump(mode="json")
             self.traces.record_call(record)
             return result
-
-    async def _fetch(
-        self,
-        role: str,
-        endpoint: Endpoint,
-        messages: list[dict[str, str]],
-        params: dict[str, Any],
-        options: dict[str, Any],
-        record: CallRecord,
-    ) -> str:
-        """The reply to one request the cache could not answer, its latency and tokens in
-        ``record`` (a request that failed: its latency, for ``_failed``)."""
-        started = time.perf_counter()
-        try:
-            raw, usage = await self._request(role, endpoint, messages, params, options)
-        finally:
-            record.latency_ms = (time.perf_counter() - started) * 1000
-        self._answered.add(endpoint.base_url)
-        self._timeouts.pop(endpoint.base_url, None)
-        record.prompt_tokens = usage.get("input_tokens")
-        record.completion_tokens = usage.get("output_tokens")
-        return raw
 
     def _failed(
         self,
@@ -400,19 +378,29 @@ class LLM:
         messages: list[dict[str, str]],
         params: dict[str, Any],
         options: dict[str, Any],
-    ) -> tuple[str, dict[str, Any]]:
-        """One HTTP request to the endpoint: the raw reply text and token usage."""
-        self.budget.reserve()
-        chat = await self._chat(role, endpoint)
-        async with self._limit:
-            try:
-                reply: AIMessage = await chat.ainvoke(messages, **params, **options)
-            except json.JSONDecodeError as exc:
-                raise MalformedReply(f"the reply body is not JSON: {exc}") from None
-        usage = dict(reply.usage_metadata or {})
+        record: CallRecord,
+    ) -> str:
+        """One HTTP request to the endpoint: the raw reply text, its latency and tokens in
+        ``record`` (a request that failed: its latency, for ``_failed``)."""
+        started = time.perf_counter()
+        try:
+            self.budget.reserve()
+            chat = await self._chat(role, endpoint)
+            async with self._limit:
+                try:
+                    reply: AIMessage = await chat.ainvoke(messages, **params, **options)
+                except json.JSONDecodeError as exc:
+                    raise MalformedReply(f"the reply body is not JSON: {exc}") from None
+        finally:
+            record.latency_ms = (time.perf_counter() - started) * 1000
+        self._answered.add(endpoint.base_url)
+        self._timeouts.pop(endpoint.base_url, None)
+        usage: dict[str, Any] = dict(reply.usage_metadata or {})
         self.budget.add_usage(endpoint.model, usage)
+        record.prompt_tokens = usage.get("input_tokens")
+        record.completion_tokens = usage.get("output_tokens")
         calls = [dict(call) for call in reply.tool_calls]
-        return structured.raw_reply(reply.content, calls), usage
+        return structured.raw_reply(reply.content, calls)
 
 
 class _Unsupported(Exception):
