@@ -17,6 +17,7 @@ Review mode asks the run's reviewer before writing accepted drafts, without an i
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import Counter
 from typing import Any
 
@@ -226,8 +227,8 @@ class Dispatcher:
                     await self._commit(seq, outcome)
 
     async def _commit(self, seq: int, outcome: DraftOutcome) -> None:
-        task = outcome.task
-        unseen = (lambda vector: self.unseen(task, vector)) if task.horizon is not None else None
+        horizon = outcome.task.horizon is not None
+        unseen = functools.partial(self.unseen, outcome.task) if horizon else None
         row, accepted = await commit_outcome(self.ctx, outcome, unseen)
         self.plans.record(seq, row, accepted)
         if accepted and row is not None:

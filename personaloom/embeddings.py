@@ -106,7 +106,6 @@ class OpenAIEmbedder:
             # Send text, not tiktoken ids: non-OpenAI servers expect strings.
             "check_embedding_ctx_length": False,
         }
-        self._timeout = timeout
         self._client = OpenAIEmbeddings(**self._settings)
         # aembed's: its own HTTP client, made on first use in the event loop it serves (an
         # httpx.AsyncClient belongs to one loop) and closed by aclose.
@@ -128,7 +127,8 @@ class OpenAIEmbedder:
         if self._async is None:
             from langchain_openai import OpenAIEmbeddings
 
-            http = async_client(max_connections=100, timeout=self._timeout)
+            timeout = self._settings["request_timeout"]
+            http = async_client(max_connections=100, timeout=timeout)
             self._async = OpenAIEmbeddings(**self._settings, http_async_client=http), http
         client = self._async[0]
         failures = 0
