@@ -298,7 +298,7 @@ def _report(args: argparse.Namespace) -> int:
         from personaloom import baseline
         from personaloom.endpoints import Overrides
 
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+        _own_interrupts()
         overrides = Overrides(base_url=args.base_url, model=args.model)
         try:
             collected = asyncio.run(
@@ -405,7 +405,7 @@ def _run(args: argparse.Namespace) -> int:
 
         progress = ProgressDisplay()
         listener = progress.on_event
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    _own_interrupts()
     try:
         result = asyncio.run(
             arun(
@@ -445,6 +445,16 @@ def _tui(args: argparse.Namespace) -> int:
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def _own_interrupts() -> None:
+    """Ctrl-C and SIGTERM end the work below as an interrupt (exit 130, resumable).
+
+    SIGINT goes back to Python's own handler first: ``asyncio.run`` cancels its task on Ctrl-C
+    only when it finds that handler in place, so one left behind by a host program or a library
+    would otherwise make Ctrl-C do nothing until the work is over."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 def _print_event(event: dict[str, Any]) -> None:

@@ -9,7 +9,9 @@ machine they fail for no fault of the code, so they are skipped unless asked for
 from __future__ import annotations
 
 import os
+import signal
 import textwrap
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,16 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PERSONALOOM_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("PERSONALOOM_MEMORY_DIR", str(tmp_path / "memory"))
+
+
+@pytest.fixture(autouse=True)
+def _python_ctrl_c(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that leaves its own SIGINT handler behind is named, and the next test starts
+    with Python's: Ctrl-C tests elsewhere in the run then mean what they say."""
+    yield
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        warnings.warn(f"{request.node.nodeid} left a SIGINT handler behind", stacklevel=1)
 
 
 @pytest.fixture

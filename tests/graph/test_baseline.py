@@ -203,10 +203,14 @@ def test_not_a_run_directory_exits_2(tmp_path, capsys):
     assert "not a run directory" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("inherited", ["python", "a library's"])
 def test_an_interrupted_baseline_loses_no_fetched_reply(
-    make_spec, endpoint, tmp_path, monkeypatch, capsys
+    make_spec, endpoint, tmp_path, monkeypatch, capsys, request, inherited
 ):
     run_dir = _run(make_spec, tmp_path)
+    if inherited != "python":  # a host program or library left its own Ctrl-C handler behind
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
+        request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     before = (run_dir / "report.json").read_text()
 
     class CtrlC(baseline.Progress):
